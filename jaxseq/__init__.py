@@ -1,0 +1,33 @@
+"""jaxseq: a Flax NNX port of PyTorch's LSTM, its training, and exact weight conversion.
+
+`from jaxseq import Model, train, from_torch, to_torch_state_dict, TrainConfig`.
+The public names load on first use, so `jaxseq.config` and `jaxseq.task` (plain
+NumPy) import without JAX; torch is never imported by jaxseq at import time.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "jaxseq.config",
+    "shifted_sequence": "jaxseq.task",
+    "LSTM": "jaxseq.model",
+    "Model": "jaxseq.model",
+    "ConversionError": "jaxseq.convert",
+    "from_torch": "jaxseq.convert",
+    "to_torch_state_dict": "jaxseq.convert",
+    "load_weights": "jaxseq.convert",
+    "save_weights": "jaxseq.convert",
+    "TrainResult": "jaxseq.train",
+    "train": "jaxseq.train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'jaxseq' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

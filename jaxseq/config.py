@@ -1,0 +1,128 @@
+"""One frozen configuration for a training run, shared by jaxseq and torchseq.
+
+No framework is imported here: the PyTorch reference reads the same config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+OPTIMIZERS = ("adam", "sgd")
+DTYPES = ("float32", "float64")
+LOSSES = ("sum", "mean")
+INITS = ("torch", "flax")
+PLATFORMS = ("cpu", "gpu", "tpu")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000  # optimizer steps, each on the whole batch
+    lr: float = 1e-3  # learning rate
+    optimizer: str = "adam"  # "adam" or "sgd", PyTorch's defaults (betas 0.9/0.999, eps 1e-8)
+    hidden: int = 100  # LSTM hidden size H
+    seed: int = 0  # seed of the framework's own initialisation
+    dtype: str = "float64"  # "float32" or "float64" for parameters, data and arithmetic
+    loss: str = "sum"  # per-step MSE "sum"med over time (the original script) or "mean"
+    length: int = 21  # task: sequence length T
+    spacing: float = 0.05  # task: inputs x_t = t * spacing
+    shift: float = 0.1  # task: targets y_t = x_t + shift
+    init: str = "torch"  # jaxseq only: "torch" (uniform in ±1/sqrt(H)) or "flax" initialisers
+    init_from_torch: int | None = None  # jaxseq only: start from torchseq's weights for this seed
+    chunk: int = 100  # jaxseq only: steps per compiled chunk; the host wakes once per chunk
+    platform: str | None = None  # jaxseq only: "cpu", "gpu" or "tpu"; None lets JAX choose
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("dtype", DTYPES),
+            ("loss", LOSSES),
+            ("init", INITS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.platform is not None and self.platform not in PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
+        for name in ("steps", "hidden", "length", "chunk"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not self.lr > 0 or self.lr == float("inf"):
+            raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
+        if not self.spacing > 0 or self.spacing == float("inf"):
+            raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
+        if self.shift != self.shift or abs(self.shift) == float("inf"):
+            raise ValueError(f"shift must be a finite number; got {self.shift!r}")
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or abs(value) == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool) -> None:
+    """Adds one option per TrainConfig field (the jaxseq-only ones when `jax_options`)."""
+    d = TrainConfig()
+    parser.add_argument("--steps", type=_positive_int, default=d.steps, help="optimizer steps (%(default)s)")
+    parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
+    parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="LSTM hidden size (%(default)s)")
+    parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
+    parser.add_argument("--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)")
+    parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
+    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
+    parser.add_argument("--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)")
+    if jax_options:
+        parser.add_argument("--init", choices=INITS, default=d.init, help="initialisers (%(default)s)")
+        parser.add_argument(
+            "--init-from-torch",
+            type=_int,
+            default=None,
+            metavar="SEED",
+            help="start from the weights torchseq builds with this seed (needs torch)",
+        )
+        parser.add_argument("--chunk", type=_positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)")
+        parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig named by parsed options; fields without an option keep their default."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
