@@ -114,8 +114,9 @@ class TrainResult:
         return len(self.losses) / self.run_seconds
 
 
-def train(config: TrainConfig, model: Model | None = None, *, progress: bool = False) -> TrainResult:
-    """Trains `model` (or `init_model(config)`) on the config's task; raises DivergenceError on NaN/inf.
+def train(config: TrainConfig, model: Model | None = None, batch=None, *, progress: bool = False) -> TrainResult:
+    """Trains `model` (or `init_model(config)`) on `batch` = (x_BxTxI, y_BxTxO), by default the
+    config's task; every step sees the whole batch. Raises DivergenceError on a NaN/inf loss.
 
     >>> result = train(TrainConfig(steps=1000))
     >>> result.losses[-1] < 1e-3
@@ -128,7 +129,8 @@ def train(config: TrainConfig, model: Model | None = None, *, progress: bool = F
     model = init_model(config) if model is None else model
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config.optimizer, config.lr)
-    batch = jax.device_put(tuple(jnp.asarray(a, dtype) for a in task_from_config(config)), device)
+    batch = task_from_config(config) if batch is None else batch
+    batch = jax.device_put(tuple(jnp.asarray(a, dtype) for a in batch), device)
     state = jax.device_put(TrainState(params, tx.init(params)), device)
     chunk = min(config.chunk, config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)

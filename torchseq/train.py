@@ -45,11 +45,13 @@ class TorchResult:
 def train(
     config: TrainConfig,
     model: Model | None = None,
+    batch=None,
     *,
     zero_grad: bool = True,
     progress: bool = False,
 ) -> TorchResult:
-    """Trains `model` (or `build_model(config.hidden, config.seed, config.dtype)`).
+    """Trains `model` (or `build_model(config.hidden, config.seed, config.dtype)`) on `batch` =
+    (x_BxTxI, y_BxTxO) as NumPy arrays or tensors, by default the config's task.
 
     zero_grad=False reproduces the original bug: gradients accumulate across steps.
     Raises DivergenceError when the loss becomes NaN or infinite.
@@ -58,7 +60,8 @@ def train(
 
     model = build_model(config.hidden, config.seed, config.dtype) if model is None else model
     dtype = getattr(torch, config.dtype)
-    x_1xTx1, y_1xTx1 = (torch.from_numpy(a).to(dtype) for a in task_from_config(config))
+    batch = task_from_config(config) if batch is None else batch
+    x_BxTxI, y_BxTxO = (torch.as_tensor(a).to(dtype) for a in batch)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     losses = np.empty(config.steps)
     start = time.perf_counter()
@@ -66,7 +69,7 @@ def train(
         for step in range(config.steps):
             if zero_grad:
                 optimizer.zero_grad()
-            loss = sequence_loss(model(x_1xTx1), y_1xTx1, config.loss)
+            loss = sequence_loss(model(x_BxTxI), y_BxTxO, config.loss)
             loss.backward()
             optimizer.step()
             losses[step] = loss.item()
