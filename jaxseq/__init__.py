@@ -17,8 +17,8 @@ _EXPORTS = {
     "to_torch_state_dict": "jaxseq.convert",
     "load_weights": "jaxseq.convert",
     "save_weights": "jaxseq.convert",
-    "TrainResult": "jaxseq.train",
-    "train": "jaxseq.train",
+    "TrainResult": "jaxseq.training",
+    "train": "jaxseq.training",
 }
 __all__ = sorted(_EXPORTS)
 

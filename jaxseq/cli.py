@@ -1,16 +1,23 @@
-"""The `jaxseq` command: a thin layer over `jaxseq.train` and `jaxseq.outputs`.
+"""The `jaxseq` command: a thin layer over the importable pieces.
 
-`jaxseq train [options]` trains on the shifted-sequence task and writes --out DIR.
+    jaxseq train    trains on the shifted-sequence task (or --data) and writes --out DIR
+    jaxseq compare  trains the same model from the same weights in JAX and PyTorch
+    jaxseq predict  writes a trained model's predictions as CSV
+    jaxseq export   writes a run's weights as .safetensors or .pt under PyTorch's names
+
+The shared command-line machinery (one-line errors, the train outputs) lives here too;
+`torchseq.cli` uses it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 
-from jaxseq.config import add_arguments, from_args
+from jaxseq.config import TrainConfig, add_arguments, from_args
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,13 +27,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-# Errors a user can cause: a bad option value, a bad file, an unwritable directory, a diverging run.
+# Errors a user can cause: a bad option value or file (ValueError: DataError, ConversionError),
+# an unwritable directory (OSError), a diverging run (FloatingPointError), a missing torch.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
 
 
 def run_main(prog: str, commands: dict, argv=None) -> int:
     """Parses argv, runs the chosen command; a user error becomes one line on stderr and exit 1."""
-    parser = Parser(prog=prog, description=__doc__.splitlines()[0] if prog == "jaxseq" else None)
+    parser = Parser(prog=prog, description=sys.modules[__name__].__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (add, _) in commands.items():
         add(sub.add_parser(name))
@@ -37,19 +45,40 @@ def run_main(prog: str, commands: dict, argv=None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 1
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "Train the LSTM on the shifted-sequence task with JAX."
-    add_arguments(p, jax_options=True)
-    p.add_argument("--out", default="runs/jaxseq", help="output directory (%(default)s)")
+def add_train_arguments(p: argparse.ArgumentParser, *, framework: str = "jax") -> None:
+    p.description = f"Train the LSTM with {'JAX' if framework == 'jax' else 'PyTorch'}."
+    add_arguments(p, jax_options=framework == "jax")
+    p.add_argument("--out", default=f"runs/{framework}seq", help="output directory (%(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    if framework == "jax":
+        p.add_argument(
+            "--no-cache",
+            dest="cache",
+            action="store_false",
+            help="don't keep compiled programs on disk ($JAX_COMPILATION_CACHE_DIR or ~/.cache/jaxseq/xla)",
+        )
+
+
+def finish_train(prog: str, out, config: TrainConfig, batch, losses, summary: dict, predict, save_weights) -> None:
+    """Writes a finished run into `out` (see jaxseq.outputs.write_run) and prints its summary line."""
+    from jaxseq import outputs
+
+    x, y = batch
+    summary = {"final_loss": float(losses[-1]), "steps": config.steps, **summary}
+    summary["config"] = dataclasses.asdict(config)
+    outputs.write_run(out, name=prog, losses=losses, summary=summary, y=y, pred=predict(x), save_weights=save_weights)
+    speed = f"{summary['steps_per_second']:.0f} steps/s"
+    if "compile_seconds" in summary:
+        speed += f" (compile {summary['compile_seconds']:.1f} s) on {summary['platform']}"
+    print(f"{prog}: {config.steps} steps, final loss {losses[-1]:.3e}, {speed}; wrote {out}/")
 
 
 def train_command(args: argparse.Namespace) -> int:
-    config = from_args(args)  # validates before anything is imported or written
+    config = from_args(args)  # validates every option before anything is imported or written
     from jaxseq import outputs
 
     out = outputs.prepare_out_dir(args.out)
@@ -57,46 +86,152 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from jaxseq.convert import save_weights
-    from jaxseq.task import task_from_config
-    from jaxseq.train import train
+    from jaxseq.task import load_batch
+    from jaxseq.training import enable_compilation_cache, train
 
+    if args.cache:
+        enable_compilation_cache()
+    batch = load_batch(config)
     start = time.perf_counter()
-    result = train(config, progress=args.progress)
-    wall = time.perf_counter() - start
-    x, y = task_from_config(config)
-    pred = np.asarray(result.model(x))
+    result = train(config, batch=batch, progress=args.progress)
     summary = {
         "framework": "jax",
-        "final_loss": float(result.losses[-1]),
-        "steps": config.steps,
         "steps_per_second": result.steps_per_second,
-        "wall_seconds": wall,
+        "wall_seconds": time.perf_counter() - start,
         "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
         "platform": result.platform,
         "jax_version": jax.__version__,
-        "config": dataclasses.asdict(config),
     }
-    outputs.write_run(
+    finish_train(
+        "jaxseq",
         out,
-        name="jaxseq",
-        losses=result.losses,
-        summary=summary,
-        x_T=x[0, :, 0],
-        y_T=y[0, :, 0],
-        pred_T=pred[0, :, 0],
-        weights_file="weights.safetensors",
+        config,
+        batch,
+        result.losses,
+        summary,
+        predict=lambda x: np.asarray(result.model(x)),
         save_weights=lambda path: save_weights(result.model, path),
-    )
-    print(
-        f"jaxseq: {config.steps} steps, final loss {result.losses[-1]:.3e}, "
-        f"{result.steps_per_second:.0f} steps/s (compile {result.compile_seconds:.1f} s) "
-        f"on {result.platform}; wrote {out}/"
     )
     return 0
 
 
-COMMANDS = {"train": (add_train_arguments, train_command)}
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p)
+    p.description = "Train the same model from the same weights in JAX and PyTorch, and compare."
+    p.set_defaults(out="runs/compare")
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    config = from_args(args)
+    if config.init_from_torch is not None or config.init != "torch":
+        raise ValueError("compare always starts both frameworks from torchseq's weights for --seed")
+    from jaxseq import compare, outputs
+
+    out = outputs.prepare_out_dir(args.out)
+    if args.cache:
+        from jaxseq.training import enable_compilation_cache
+
+        enable_compilation_cache()
+    c = compare.compare(config, progress=args.progress)
+
+    def section(result, compile_seconds):
+        return {
+            "final_loss": float(result.losses[-1]),
+            "steps_per_second": result.steps_per_second,
+            "wall_seconds": compile_seconds + result.run_seconds,
+        }
+
+    summary = {
+        "jax": {
+            **section(c.jax, c.jax.compile_seconds),
+            "compile_seconds": c.jax.compile_seconds,
+            "platform": c.jax.platform,
+        },
+        "torch": section(c.torch, 0.0),
+        "max_rel_loss_diff": c.max_rel_loss_diff,
+        "max_abs_param_diff": c.max_abs_param_diff,
+        "speed_ratio": c.jax.steps_per_second / c.torch.steps_per_second,
+        "config": dataclasses.asdict(config),
+    }
+    compare.plot(out / "loss_curves.png", c, config)
+    outputs.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(compare.table(c, config))
+    print(f"wrote {out}/")
+    return 0
+
+
+def add_predict_arguments(p: argparse.ArgumentParser, *, framework: str = "jax") -> None:
+    p.description = "Write a trained model's predictions on the task (or --data) as CSV."
+    p.add_argument("--weights", required=True, help="a run directory, or a .safetensors / .pt file")
+    d = TrainConfig()
+    p.add_argument("--data", default=None, metavar="FILE", help="CSV/.npy/.npz inputs and targets (the task)")
+    p.add_argument("--length", type=int, default=d.length, help="task: sequence length (%(default)s)")
+    p.add_argument("--spacing", type=float, default=d.spacing, help="task: input spacing (%(default)s)")
+    p.add_argument("--shift", type=float, default=d.shift, help="task: target = input + shift (%(default)s)")
+    p.add_argument("--out", default="predictions.csv", help="CSV file to write (%(default)s)")
+
+
+def predict_batch(args: argparse.Namespace, dtype: str):
+    """The (x, y) that `predict` runs on, in the weights' dtype."""
+    from jaxseq.task import load_batch
+
+    return load_batch(
+        TrainConfig(length=args.length, spacing=args.spacing, shift=args.shift, data=args.data, dtype=dtype)
+    )
+
+
+def finish_predict(out, batch, pred) -> None:
+    from pathlib import Path
+
+    from jaxseq import outputs
+
+    outputs.write_text(Path(out), outputs.predictions_csv(*batch, pred))
+    print(f"wrote {len(batch[0])} sequence(s) of {batch[0].shape[1]} steps to {out}")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from jaxseq.convert import load_weights
+
+    model = load_weights(args.weights)
+    dtype = str(model.lstm.weight_ih[...].dtype)
+    batch = predict_batch(args, dtype)
+    if batch[0].shape[-1] != model.lstm.input_size:
+        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.lstm.input_size}")
+    finish_predict(args.out, batch, np.asarray(model(batch[0])))
+    return 0
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "Write a run's weights under PyTorch's names, as .safetensors or .pt."
+    p.add_argument("run", metavar="DIR", help="a run directory (or a weights file)")
+    p.add_argument("--format", choices=("pt", "safetensors"), required=True)
+    p.add_argument("--to", required=True, metavar="FILE", help="the file to write")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jaxseq import outputs
+    from jaxseq.convert import read_weights_file, write_weights_file
+
+    state_dict = read_weights_file(args.run)
+    to = Path(args.to)
+    if not to.parent.is_dir():
+        raise OSError(f"cannot write {to}: no directory {str(to.parent)!r}")
+    outputs.atomic_write(to, lambda tmp: write_weights_file(state_dict, tmp, args.format))
+    print(f"wrote {to} ({args.format}, {len(state_dict)} tensors)")
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train_arguments, train_command),
+    "compare": (add_compare_arguments, compare_command),
+    "predict": (add_predict_arguments, predict_command),
+    "export": (add_export_arguments, export_command),
+}
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,9 @@ class TrainConfig:
     length: int = 21  # task: sequence length T
     spacing: float = 0.05  # task: inputs x_t = t * spacing
     shift: float = 0.1  # task: targets y_t = x_t + shift
+    data: str | None = None  # the user's data file (CSV, .npy, .npz; see jaxseq.data) instead of the task
+    init_from: str | None = None  # start from this weights file (.safetensors or .pt, PyTorch's names)
+    zero_grad: bool = True  # False reproduces the seed question's bug: gradients summed over all steps
     init: str = "torch"  # jaxseq only: "torch" (uniform in ±1/sqrt(H)) or "flax" initialisers
     init_from_torch: int | None = None  # jaxseq only: start from torchseq's weights for this seed
     chunk: int = 100  # jaxseq only: steps per compiled chunk; the host wakes once per chunk
@@ -52,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
         if not self.spacing > 0 or self.spacing == float("inf"):
             raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
+        if self.init_from is not None and self.init_from_torch is not None:
+            raise ValueError("give at most one of --init-from and --init-from-torch")
         if self.shift != self.shift or abs(self.shift) == float("inf"):
             raise ValueError(f"shift must be a finite number; got {self.shift!r}")
 
@@ -105,10 +110,24 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool) -> None
     parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="LSTM hidden size (%(default)s)")
     parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
-    parser.add_argument("--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)")
+    parser.add_argument(
+        "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
+    )
     parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
     parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
-    parser.add_argument("--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)")
+    parser.add_argument(
+        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
+    )
+    parser.add_argument("--data", default=None, metavar="FILE", help="train on this CSV/.npy/.npz instead of the task")
+    parser.add_argument(
+        "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
+    )
+    parser.add_argument(
+        "--no-zero-grad",
+        dest="zero_grad",
+        action="store_false",
+        help="never reset gradients, as the seed question's script did (the bug)",
+    )
     if jax_options:
         parser.add_argument("--init", choices=INITS, default=d.init, help="initialisers (%(default)s)")
         parser.add_argument(
@@ -118,7 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool) -> None
             metavar="SEED",
             help="start from the weights torchseq builds with this seed (needs torch)",
         )
-        parser.add_argument("--chunk", type=_positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)")
+        parser.add_argument(
+            "--chunk", type=_positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
+        )
         parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
 
 

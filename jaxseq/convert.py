@@ -33,9 +33,10 @@ RULES = (
 
 
 def _to_numpy(value) -> np.ndarray:
+    """A NumPy copy: JAX on CPU may alias NumPy memory, which torch would then update in place."""
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
         value = value.detach().cpu().numpy()
-    return np.asarray(value)
+    return np.array(value, copy=True)
 
 
 def check_state_dict(state_dict: Mapping) -> tuple[int, int, int]:
@@ -48,11 +49,11 @@ def check_state_dict(state_dict: Mapping) -> tuple[int, int, int]:
     if extra:
         raise ConversionError(f"state_dict has unexpected key {extra[0]!r} (expected keys: {', '.join(expected)})")
     shapes = {k: tuple(np.shape(state_dict[k])) for k in expected}
-    w_ih, w_hh, w_out = shapes["lstm.weight_ih_l0"], shapes["lstm.weight_hh_l0"], shapes["linear.weight"]
-    if len(w_hh) != 2 or len(w_ih) != 2 or len(w_out) != 2:
-        bad = next(k for k in ("lstm.weight_ih_l0", "lstm.weight_hh_l0", "linear.weight") if len(shapes[k]) != 2)
-        raise ConversionError(f"{bad}: expected a 2-d tensor, got shape {shapes[bad]}")
-    sizes = (w_ih[1], w_hh[1], w_out[0])
+    for key, _, _, shape_of in RULES:
+        if len(shapes[key]) != len(shape_of(1, 1, 1)):
+            raise ConversionError(f"{key}: expected a {len(shape_of(1, 1, 1))}-d tensor, got shape {shapes[key]}")
+    # input, hidden, output sizes, read off the tensors that hold each one alone
+    sizes = (shapes["lstm.weight_ih_l0"][1], shapes["lstm.weight_hh_l0"][1], shapes["linear.bias"][0])
     for key, _, _, shape_of in RULES:
         if shapes[key] != shape_of(*sizes):
             raise ConversionError(
@@ -79,9 +80,7 @@ def from_torch(obj) -> Model:
     input_size, hidden, output_size = check_state_dict(state_dict)
     arrays = {key: _to_numpy(value) for key, value in state_dict.items()}
     dtype = enable_dtype(arrays["lstm.weight_ih_l0"].dtype)
-    model = nnx.eval_shape(
-        lambda: Model(input_size, hidden, output_size, param_dtype=dtype, rngs=nnx.Rngs(0))
-    )
+    model = nnx.eval_shape(lambda: Model(input_size, hidden, output_size, param_dtype=dtype, rngs=nnx.Rngs(0)))
     for key, (module, name), transposed, _ in RULES:
         value = arrays[key].T if transposed else arrays[key]
         setattr(getattr(model, module), name, nnx.Param(jnp.asarray(value, dtype)))
@@ -95,36 +94,96 @@ def to_torch_state_dict(model: Model) -> dict[str, np.ndarray]:
     """
     state_dict = {}
     for key, (module, name), transposed, _ in RULES:
-        value = np.asarray(getattr(getattr(model, module), name)[...])
+        value = np.array(getattr(getattr(model, module), name)[...])  # a writable copy
         state_dict[key] = np.ascontiguousarray(value.T if transposed else value)
     check_state_dict(state_dict)
     return state_dict
 
 
-def save_weights(model: Model, path) -> None:
-    """Writes the model's weights as safetensors under PyTorch's names (readable by torch too)."""
-    from safetensors.numpy import save_file
-
-    save_file(to_torch_state_dict(model), str(path))
+WEIGHT_FORMATS = ("safetensors", "pt")
 
 
-def load_weights(path) -> Model:
-    """A Model from a safetensors file written by `save_weights`, or a run directory holding one."""
+def read_weights_file(path) -> dict[str, np.ndarray]:
+    """The state_dict in a .safetensors or .pt file (or a run directory holding one), as NumPy,
+    checked by `check_state_dict`; errors name the file.
+
+    .pt files need torch and are read with `weights_only=True` (no code is unpickled).
+    """
+    state_dict = _read_weights_file(path)
+    try:
+        check_state_dict(state_dict)
+    except ConversionError as e:
+        raise ConversionError(f"{path}: {e}") from None
+    return state_dict
+
+
+def _read_weights_file(path) -> dict[str, np.ndarray]:
     from pathlib import Path
-
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
 
     path = Path(path)
     if path.is_dir():
-        path = path / "weights.safetensors"
-    try:
-        state_dict = load_file(str(path))
-    except FileNotFoundError:
-        raise ConversionError(f"{path}: no such weights file") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ConversionError(f"{path}: not a readable safetensors file ({e})") from None
-    try:
-        return from_torch(state_dict)
-    except ConversionError as e:
-        raise ConversionError(f"{path}: {e}") from None
+        found = [path / n for n in ("weights.safetensors", "model.pt") if (path / n).is_file()]
+        if not found:
+            raise ConversionError(f"{path}: no weights.safetensors or model.pt in this directory")
+        path = found[0]
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError, TypeError) as e:
+            raise ConversionError(f"{path}: not a readable safetensors file ({str(e)[:200]})") from None
+    if path.suffix in (".pt", ".pth"):
+        try:
+            import torch
+        except ImportError:
+            raise ConversionError(f"{path}: reading .pt files needs PyTorch; use .safetensors") from None
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for a bad file
+            raise ConversionError(f"{path}: not a readable PyTorch file ({type(e).__name__})") from None
+        if not isinstance(state_dict, Mapping) or not all(hasattr(v, "detach") for v in state_dict.values()):
+            raise ConversionError(f"{path}: expected a state_dict of tensors, got {type(state_dict).__name__}")
+        return {k: _to_numpy(v) for k, v in state_dict.items()}
+    raise ConversionError(f"{path}: unknown weights format {path.suffix!r} (expected .safetensors or .pt)")
+
+
+def write_weights_file(state_dict: Mapping[str, np.ndarray], path, fmt: str) -> None:
+    """Writes a NumPy state_dict as `fmt` ("safetensors", or "pt", which needs torch) to `path`."""
+    if fmt == "safetensors":
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(path))
+    elif fmt == "pt":
+        import torch
+
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
+    else:
+        raise ValueError(f"format must be one of {', '.join(WEIGHT_FORMATS)}; got {fmt!r}")
+
+
+def save_weights(model: Model, path) -> None:
+    """Writes the model's weights as safetensors under PyTorch's names (readable by torch too)."""
+    write_weights_file(to_torch_state_dict(model), path, "safetensors")
+
+
+def check_weights_fit(state_dict: Mapping, *, dtype, hidden: int, input_size: int, output_size: int, source) -> None:
+    """Raises ConversionError unless the state_dict has this dtype and these sizes."""
+    sizes = check_state_dict(state_dict)
+    found = _to_numpy(next(iter(state_dict.values()))).dtype
+    if found != np.dtype(dtype):
+        raise ConversionError(f"{source}: weights are {found}, but --dtype is {np.dtype(dtype)}")
+    for name, have, want in zip(
+        ("input size", "hidden size", "output size"), sizes, (input_size, hidden, output_size), strict=True
+    ):
+        if have != want:
+            hint = " (--hidden)" if name == "hidden size" else " (the data's features)"
+            raise ConversionError(f"{source}: weights have {name} {have}, but the run needs {want}{hint}")
+
+
+def load_weights(path) -> Model:
+    """A Model from a .safetensors or .pt file, or a run directory holding one; dtype kept."""
+    return from_torch(read_weights_file(path))

@@ -92,31 +92,117 @@ class LSTM(nnx.Module):
         Returns:
           (output_BxTxH, (h_n_1xBxH, c_n_1xBxH)), as PyTorch returns it.
         """
-        w_ih = self.weight_ih[...]
-        w_hh_Hx4H = self.weight_hh[...].T
-        dtype = w_ih.dtype
+        w_ih_4HxI = self.weight_ih[...]
+        dtype = w_ih_4HxI.dtype
         x_BxTxI = jnp.asarray(x_BxTxI, dtype)
-        B, T, _ = x_BxTxI.shape
+        B, _, _ = x_BxTxI.shape
         H = self.hidden_size
         if state is None:
-            h_BxH = jnp.zeros((B, H), dtype)
-            c_BxH = jnp.zeros((B, H), dtype)
+            h0_BxH = jnp.zeros((B, H), dtype)
+            c0_BxH = jnp.zeros((B, H), dtype)
         else:
-            h_BxH, c_BxH = (jnp.asarray(s, dtype)[0] for s in state)
+            h0_BxH, c0_BxH = (jnp.asarray(s, dtype)[0] for s in state)
 
-        # The input projection does not depend on the state: one matmul for all steps.
-        xw_TxBx4H = jnp.einsum("bti,gi->tbg", x_BxTxI, w_ih) + (self.bias_ih[...] + self.bias_hh[...])
+        # The input projection does not depend on the state: one matmul for all steps, time-major.
+        x_TxBxI = jnp.swapaxes(x_BxTxI, 0, 1)
+        xw_TxBx4H = jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + (self.bias_ih[...] + self.bias_hh[...])
+        h_TxBxH, c_n_BxH = lstm_recurrence(xw_TxBx4H, self.weight_hh[...], h0_BxH, c0_BxH)
+        return jnp.swapaxes(h_TxBxH, 0, 1), (h_TxBxH[-1][None], c_n_BxH[None])
 
-        def step(carry, xw_Bx4H):
-            h_BxH, c_BxH = carry
-            gates_Bx4H = xw_Bx4H + h_BxH @ w_hh_Hx4H
-            i, f, g, o = jnp.split(gates_Bx4H, 4, axis=-1)
-            c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
-            return (h_BxH, c_BxH), h_BxH
 
-        (h_BxH, c_BxH), out_TxBxH = jax.lax.scan(step, (h_BxH, c_BxH), xw_TxBx4H, unroll=min(T, 32))
-        return jnp.swapaxes(out_TxBxH, 0, 1), (h_BxH[None], c_BxH[None])
+def gate_activations(gates_Bx4H):
+    """[sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] for gates = [i, f, g, o], in one elementwise pass.
+
+    Uses sigmoid(x) = (1 + tanh(x / 2)) / 2, so a single tanh serves all four blocks.
+    """
+    H = gates_Bx4H.shape[-1] // 4
+    is_g_4H = jnp.arange(4 * H) // H == 2
+    tanh_Bx4H = jnp.tanh(jnp.where(is_g_4H, gates_Bx4H, 0.5 * gates_Bx4H))
+    return jnp.where(is_g_4H, tanh_Bx4H, 0.5 + 0.5 * tanh_Bx4H)
+
+
+def _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
+    """The recurrence, saving what the backward pass needs: (h_TxBxH, c_TxBxH, act_TxBx4H)."""
+
+    def step(carry, xw_Bx4H):
+        h_BxH, c_BxH = carry
+        # h W_hh^T as dot_general(h, W_hh) contracting H: XLA then calls a plain matvec/GEMM
+        # instead of fusing a transpose of W_hh into a loop (about 1.4x faster at B=1).
+        act_Bx4H = gate_activations(xw_Bx4H + jnp.einsum("bh,gh->bg", h_BxH, w_hh_4HxH))
+        i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
+        c_BxH = f * c_BxH + i * g
+        h_BxH = o * jnp.tanh(c_BxH)
+        return (h_BxH, c_BxH), (h_BxH, c_BxH, act_Bx4H)
+
+    _, (h_TxBxH, c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (h0_BxH, c0_BxH), xw_TxBx4H)
+    return h_TxBxH, c_TxBxH, act_TxBx4H
+
+
+@jax.custom_vjp
+def lstm_recurrence(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
+    """The LSTM recurrence from the projected inputs xw_t = x_t W_ih^T + b_ih + b_hh.
+
+    For t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4); c_t = s(f) c_{t-1} + s(i) tanh(g);
+    h_t = s(o) tanh(c_t), with s = sigmoid. Returns (h_TxBxH, c_T_BxH).
+
+    Its backward pass (`_lstm_recurrence_bwd`) is written by hand so that the weight gradient is
+    one matmul over all steps, dW_hh = sum_t dgates_t^T h_{t-1}, rather than T outer products
+    accumulated inside the reverse scan.
+    """
+    h_TxBxH, c_TxBxH, _ = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    return h_TxBxH, c_TxBxH[-1]
+
+
+def _lstm_recurrence_fwd(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
+    h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    residuals = (h_TxBxH, c_TxBxH, act_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    return (h_TxBxH, c_TxBxH[-1]), residuals
+
+
+def _lstm_recurrence_bwd(residuals, cotangents):
+    """Backpropagation through time. With dh_t the gradient reaching h_t (from the output and
+    from step t+1) and dc_t the one reaching c_t:
+
+        dc_t += dh_t s(o) (1 - tanh(c_t)^2)
+        dgates_t = [dc_t tanh(g) s(i)(1 - s(i)),  dc_t c_{t-1} s(f)(1 - s(f)),
+                    dc_t s(i) (1 - tanh(g)^2),    dh_t tanh(c_t) s(o)(1 - s(o))]
+        dh_{t-1} += dgates_t W_hh,   dc_{t-1} = dc_t s(f)
+
+    then dxw_t = dgates_t and dW_hh = sum_t dgates_t^T h_{t-1}, one matmul over (T, B).
+    """
+    h_TxBxH, c_TxBxH, act_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH = residuals
+    dh_TxBxH, dc_n_BxH = cotangents
+    h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
+    c_prev_TxBxH = jnp.concatenate([c0_BxH[None], c_TxBxH[:-1]])
+
+    def step(carry, xs):
+        dh_next_BxH, dc_BxH = carry  # dh_next: the part of dh_t coming from step t+1
+        dh_out_BxH, act_Bx4H, c_BxH, c_prev_BxH = xs
+        i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
+        dh_BxH = dh_out_BxH + dh_next_BxH
+        tanh_c_BxH = jnp.tanh(c_BxH)
+        dc_BxH = dc_BxH + dh_BxH * o * (1 - tanh_c_BxH * tanh_c_BxH)
+        dgates_Bx4H = jnp.concatenate(
+            [
+                dc_BxH * g * i * (1 - i),
+                dc_BxH * c_prev_BxH * f * (1 - f),
+                dc_BxH * i * (1 - g * g),
+                dh_BxH * tanh_c_BxH * o * (1 - o),
+            ],
+            axis=-1,
+        )
+        dh_prev_BxH = jnp.einsum("bg,gh->bh", dgates_Bx4H, w_hh_4HxH)
+        return (dh_prev_BxH, dc_BxH * f), dgates_Bx4H
+
+    zeros_BxH = jnp.zeros_like(dc_n_BxH)
+    (dh0_BxH, dc0_BxH), dgates_TxBx4H = jax.lax.scan(
+        step, (zeros_BxH, dc_n_BxH), (dh_TxBxH, act_TxBx4H, c_TxBxH, c_prev_TxBxH), reverse=True
+    )
+    dw_hh_4HxH = jnp.einsum("tbg,tbh->gh", dgates_TxBx4H, h_prev_TxBxH)
+    return dgates_TxBx4H, dw_hh_4HxH, dh0_BxH, dc0_BxH
+
+
+lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
 
 
 class Model(nnx.Module):

@@ -45,7 +45,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
@@ -80,21 +80,47 @@ def plot_loss(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
     plt.close(fig)
 
 
-def plot_predictions(path: Path, x_T: np.ndarray, y_T: np.ndarray, pred_T: np.ndarray, title: str) -> None:
+def plot_predictions(path: Path, y_T: np.ndarray, pred_T: np.ndarray, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x_T, y_T, "o", label="target (x + shift)")
-    ax.plot(x_T, pred_T, ".-", label="prediction")
-    ax.set(xlabel="input x", ylabel="output", title=title)
+    ax.plot(y_T, "o", label="target")
+    ax.plot(pred_T, ".-", label="prediction")
+    ax.set(xlabel="time step", ylabel="output", title=title)
     ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+def predictions_csv(x_NxTxF: np.ndarray, y_NxTxG: np.ndarray, pred_NxTxG: np.ndarray) -> str:
+    """`step,input,target,prediction` rows (steps from 0), with a leading `sequence` column when N > 1.
+
+    With several features, each column becomes `input_0, input_1, ...` (and so on).
+    """
+    N, T, F = x_NxTxF.shape
+    G = y_NxTxG.shape[-1]
+
+    def names(base, k):
+        return [base] if k == 1 else [f"{base}_{i}" for i in range(k)]
+
+    header = (["sequence"] if N > 1 else []) + ["step"] + names("input", F) + names("target", G)
+    header += names("prediction", G)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for n in range(N):
+        for t in range(T):
+            values = [repr(float(v)) for v in (*x_NxTxF[n, t], *y_NxTxG[n, t], *pred_NxTxG[n, t])]
+            writer.writerow(([n] if N > 1 else []) + [t] + values)
+    return buffer.getvalue()
+
+
+WEIGHTS_FILES = {"jaxseq": "weights.safetensors", "torchseq": "model.pt"}
 
 
 def write_run(
@@ -103,15 +129,16 @@ def write_run(
     name: str,
     losses: np.ndarray,
     summary: dict,
-    x_T: np.ndarray,
-    y_T: np.ndarray,
-    pred_T: np.ndarray,
-    weights_file: str,
+    y: np.ndarray,
+    pred: np.ndarray,
     save_weights: Callable[[Path], None],
 ) -> None:
-    """Writes history.csv, summary.json, loss_curve.png, predictions.png and the weights file."""
-    atomic_write(out / weights_file, save_weights)
-    _write_text(out / "history.csv", history_csv(losses))
+    """Writes the weights file, history.csv, loss_curve.png, predictions.png and summary.json.
+
+    `y` and `pred` are (N, T, G); the predictions plot shows the first sequence's first feature.
+    """
+    atomic_write(out / WEIGHTS_FILES[name], save_weights)
+    write_text(out / "history.csv", history_csv(losses))
     plot_loss(out / "loss_curve.png", {name: losses}, f"{name}: training loss")
-    plot_predictions(out / "predictions.png", x_T, y_T, pred_T, f"{name}: predictions after {len(losses)} steps")
-    _write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot_predictions(out / "predictions.png", y[0, :, 0], pred[0, :, 0], f"{name}: after {len(losses)} steps")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -22,6 +22,10 @@ def shifted_sequence(length: int = 21, spacing: float = 0.05, shift: float = 0.1
     return x_T.astype(dtype)[None, :, None], y_T.astype(dtype)[None, :, None]
 
 
-def task_from_config(config):
-    """The task's (x_1xTx1, y_1xTx1) for a TrainConfig."""
+def load_batch(config):
+    """The run's (x_NxTxF, y_NxTxG): the user's --data file if given, else the shifted sequence."""
+    if config.data is not None:
+        from jaxseq.data import load_data
+
+        return load_data(config.data, config.dtype)
     return shifted_sequence(config.length, config.spacing, config.shift, config.dtype)

@@ -1,21 +1,18 @@
-"""The `torchseq` command: the PyTorch reference trainer, with jaxseq's options and outputs."""
+"""The `torchseq` command: the PyTorch reference, with jaxseq's options and outputs.
+
+torchseq train    trains on the shifted-sequence task (or --data) and writes --out DIR
+torchseq predict  writes a trained model's predictions as CSV
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
+from functools import partial
 
-from jaxseq.cli import run_main
-from jaxseq.config import add_arguments, from_args
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "Train the LSTM on the shifted-sequence task with PyTorch."
-    add_arguments(p, jax_options=False)
-    p.add_argument("--out", default="runs/torchseq", help="output directory (%(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+from jaxseq.cli import add_predict_arguments, add_train_arguments, finish_predict, finish_train, predict_batch, run_main
+from jaxseq.config import from_args
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -25,44 +22,54 @@ def train_command(args: argparse.Namespace) -> int:
     out = outputs.prepare_out_dir(args.out)
     import torch
 
-    from jaxseq.task import task_from_config
+    from jaxseq.task import load_batch
     from torchseq.train import train
 
+    batch = load_batch(config)
     start = time.perf_counter()
-    result = train(config, progress=args.progress)
-    wall = time.perf_counter() - start
-    x, y = task_from_config(config)
-    with torch.no_grad():
-        pred = result.model(torch.from_numpy(x)).numpy()
+    result = train(config, batch=batch, progress=args.progress)
     summary = {
         "framework": "torch",
-        "final_loss": float(result.losses[-1]),
-        "steps": config.steps,
         "steps_per_second": result.steps_per_second,
-        "wall_seconds": wall,
+        "wall_seconds": time.perf_counter() - start,
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "config": dataclasses.asdict(config),
     }
-    outputs.write_run(
+    finish_train(
+        "torchseq",
         out,
-        name="torchseq",
-        losses=result.losses,
-        summary=summary,
-        x_T=x[0, :, 0],
-        y_T=y[0, :, 0],
-        pred_T=pred[0, :, 0],
-        weights_file="model.pt",
+        config,
+        batch,
+        result.losses,
+        summary,
+        predict=lambda x: predict(result.model, x),
         save_weights=lambda path: torch.save(result.model.state_dict(), path),
-    )
-    print(
-        f"torchseq: {config.steps} steps, final loss {result.losses[-1]:.3e}, "
-        f"{result.steps_per_second:.0f} steps/s; wrote {out}/"
     )
     return 0
 
 
-COMMANDS = {"train": (add_train_arguments, train_command)}
+def predict(model, x):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from torchseq.model import load_model
+
+    model = load_model(args.weights)
+    batch = predict_batch(args, str(next(model.parameters()).dtype).removeprefix("torch."))
+    if batch[0].shape[-1] != model.lstm.input_size:
+        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.lstm.input_size}")
+    finish_predict(args.out, batch, predict(model, batch[0]))
+    return 0
+
+
+COMMANDS = {
+    "train": (partial(add_train_arguments, framework="torch"), train_command),
+    "predict": (add_predict_arguments, predict_command),
+}
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,27 @@ class Model(nn.Module):
         return self.linear(output_BxTxH)
 
 
-def build_model(hidden: int = 100, seed: int = 0, dtype: str = "float64") -> Model:
+def build_model(
+    hidden: int = 100, seed: int = 0, dtype: str = "float64", input_size: int = 1, output_size: int = 1
+) -> Model:
     """Exactly the original script's initialisation: seed, LSTM, Linear, cast to `dtype`."""
     torch.manual_seed(seed)
-    return Model(1, hidden, 1).to(getattr(torch, dtype))
+    return Model(input_size, hidden, output_size).to(getattr(torch, dtype))
+
+
+def load_model(path) -> Model:
+    """A Model holding the weights in a .pt or .safetensors file (or a run directory), in their dtype."""
+    from jaxseq.convert import read_weights_file
+
+    return from_state_dict(read_weights_file(path))
+
+
+def from_state_dict(state_dict) -> Model:
+    """A Model holding a checked NumPy state_dict (see jaxseq.convert.check_state_dict), in its dtype."""
+    from jaxseq.convert import check_state_dict
+
+    input_size, hidden, output_size = check_state_dict(state_dict)
+    dtype = str(next(iter(state_dict.values())).dtype)
+    model = Model(input_size, hidden, output_size).to(getattr(torch, dtype))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
+    return model

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from jaxseq.config import TrainConfig
-from jaxseq.task import task_from_config
-from torchseq.model import Model, build_model
+from jaxseq.task import load_batch
+from torchseq.model import Model, build_model, from_state_dict
 
 
 class DivergenceError(FloatingPointError):
@@ -31,6 +31,24 @@ def sequence_loss(pred_BxTxO: torch.Tensor, y_BxTxO: torch.Tensor, reduction: st
     return per_step_T.sum() if reduction == "sum" else per_step_T.mean()
 
 
+def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
+    """The run's starting model: the weights in --init-from, or the original script's initialisation."""
+    if config.init_from is None:
+        return build_model(config.hidden, config.seed, config.dtype, input_size, output_size)
+    from jaxseq.convert import check_weights_fit, read_weights_file
+
+    state_dict = read_weights_file(config.init_from)
+    check_weights_fit(
+        state_dict,
+        dtype=config.dtype,
+        hidden=config.hidden,
+        input_size=input_size,
+        output_size=output_size,
+        source=config.init_from,
+    )
+    return from_state_dict(state_dict)
+
+
 @dataclass
 class TorchResult:
     model: Model  # the trained model
@@ -47,27 +65,26 @@ def train(
     model: Model | None = None,
     batch=None,
     *,
-    zero_grad: bool = True,
     progress: bool = False,
 ) -> TorchResult:
-    """Trains `model` (or `build_model(config.hidden, config.seed, config.dtype)`) on `batch` =
-    (x_BxTxI, y_BxTxO) as NumPy arrays or tensors, by default the config's task.
+    """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO) as NumPy
+    arrays or tensors, by default `load_batch(config)`: the --data file or the task.
 
-    zero_grad=False reproduces the original bug: gradients accumulate across steps.
+    config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
     Raises DivergenceError when the loss becomes NaN or infinite.
     """
     from tqdm.auto import tqdm
 
-    model = build_model(config.hidden, config.seed, config.dtype) if model is None else model
+    batch = load_batch(config) if batch is None else batch
     dtype = getattr(torch, config.dtype)
-    batch = task_from_config(config) if batch is None else batch
     x_BxTxI, y_BxTxO = (torch.as_tensor(a).to(dtype) for a in batch)
+    model = init_model(config, x_BxTxI.shape[-1], y_BxTxO.shape[-1]) if model is None else model
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     losses = np.empty(config.steps)
     start = time.perf_counter()
     with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
         for step in range(config.steps):
-            if zero_grad:
+            if config.zero_grad:
                 optimizer.zero_grad()
             loss = sequence_loss(model(x_BxTxI), y_BxTxO, config.loss)
             loss.backward()

@@ -21,7 +21,7 @@ from flax import nnx
 
 from jaxseq.config import TrainConfig
 from jaxseq.model import Model, enable_dtype
-from jaxseq.task import task_from_config
+from jaxseq.task import load_batch
 
 
 class TrainState(NamedTuple):
@@ -33,13 +33,40 @@ class DivergenceError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    """optax's equivalent of torch.optim.Adam / SGD with PyTorch's default hyperparameters."""
+class AccumulateState(NamedTuple):
+    total: optax.Updates  # the sum of every gradient seen so far
+
+
+def accumulate_gradients() -> optax.GradientTransformation:
+    """Replaces each gradient by the running sum of all gradients so far.
+
+    This is what PyTorch computes when `optimizer.zero_grad()` is never called: `.grad`
+    keeps every earlier backward pass's contribution. Chained before an optimizer, it
+    reproduces the seed question's bug.
+    """
+
+    def init(params):
+        return AccumulateState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        total = jax.tree.map(jnp.add, state.total, updates)
+        return total, AccumulateState(total)
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(name: str, lr: float, zero_grad: bool = True) -> optax.GradientTransformation:
+    """optax's equivalent of torch.optim.Adam / SGD with PyTorch's defaults (betas 0.9/0.999, eps 1e-8).
+
+    zero_grad=False first sums the gradients over all steps, as PyTorch does without `zero_grad()`.
+    """
     if name == "adam":
-        return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
-    if name == "sgd":
-        return optax.sgd(lr)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
+        tx = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+    elif name == "sgd":
+        tx = optax.sgd(lr)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
+    return tx if zero_grad else optax.chain(accumulate_gradients(), tx)
 
 
 def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum"):
@@ -79,18 +106,45 @@ def train_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction
     return jax.lax.scan(body, state, jnp.arange(chunk))
 
 
-def init_model(config: TrainConfig) -> Model:
-    """The run's starting model: jaxseq's own initialisation, or torchseq's for a seed."""
+def enable_compilation_cache(directory=None) -> str:
+    """Keeps compiled programs on disk, so a repeated run skips XLA compilation.
+
+    Uses `directory`, else $JAX_COMPILATION_CACHE_DIR, else ~/.cache/jaxseq/xla, and caches
+    every program (also the small ones of eager initialisation). Call it before anything is
+    compiled, i.e. before building the model. Returns the directory.
+    """
+    import os
+    from pathlib import Path
+
+    directory = directory or os.environ.get("JAX_COMPILATION_CACHE_DIR") or Path.home() / ".cache" / "jaxseq" / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return str(directory)
+
+
+def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
+    """The run's starting model: the weights in --init-from, torchseq's for --init-from-torch,
+    or jaxseq's own initialisation (`config.init`, `config.seed`)."""
     dtype = enable_dtype(config.dtype)
+    if config.init_from is not None:
+        from jaxseq.convert import check_weights_fit, from_torch, read_weights_file
+
+        state_dict = read_weights_file(config.init_from)
+        sizes = dict(hidden=config.hidden, input_size=input_size, output_size=output_size)
+        check_weights_fit(state_dict, dtype=config.dtype, source=config.init_from, **sizes)
+        return from_torch(state_dict)
     if config.init_from_torch is not None:
         try:
             import torchseq  # the PyTorch side is optional for a JAX user
         except ImportError as e:
-            raise RuntimeError(f"--init-from-torch needs PyTorch ({e}); install jaxseq[torch]") from None
+            raise ImportError(f"--init-from-torch needs PyTorch ({e}); install jaxseq[torch]") from None
         from jaxseq.convert import from_torch
 
-        return from_torch(torchseq.build_model(config.hidden, config.init_from_torch, config.dtype))
-    return Model(1, config.hidden, 1, init=config.init, param_dtype=dtype, rngs=nnx.Rngs(config.seed))
+        seed = config.init_from_torch
+        return from_torch(torchseq.build_model(config.hidden, seed, config.dtype, input_size, output_size))
+    rngs = nnx.Rngs(config.seed)
+    return Model(input_size, config.hidden, output_size, init=config.init, param_dtype=dtype, rngs=rngs)
 
 
 def select_device(platform: str | None) -> jax.Device:
@@ -98,7 +152,7 @@ def select_device(platform: str | None) -> jax.Device:
     try:
         return jax.devices(platform)[0] if platform else jax.devices()[0]
     except RuntimeError as e:
-        raise RuntimeError(f"platform {platform!r} is not available to JAX: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"platform {platform!r} is not available to JAX: {str(e).splitlines()[0]}") from None
 
 
 @dataclass
@@ -115,8 +169,9 @@ class TrainResult:
 
 
 def train(config: TrainConfig, model: Model | None = None, batch=None, *, progress: bool = False) -> TrainResult:
-    """Trains `model` (or `init_model(config)`) on `batch` = (x_BxTxI, y_BxTxO), by default the
-    config's task; every step sees the whole batch. Raises DivergenceError on a NaN/inf loss.
+    """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO), by default
+    `load_batch(config)`: the --data file or the task. Every step sees the whole batch.
+    Raises DivergenceError on a NaN/inf loss.
 
     >>> result = train(TrainConfig(steps=1000))
     >>> result.losses[-1] < 1e-3
@@ -126,11 +181,11 @@ def train(config: TrainConfig, model: Model | None = None, batch=None, *, progre
 
     dtype = enable_dtype(config.dtype)
     device = select_device(config.platform)
-    model = init_model(config) if model is None else model
-    graphdef, params = nnx.split(model)
-    tx = make_optimizer(config.optimizer, config.lr)
-    batch = task_from_config(config) if batch is None else batch
+    batch = load_batch(config) if batch is None else batch
     batch = jax.device_put(tuple(jnp.asarray(a, dtype) for a in batch), device)
+    model = init_model(config, batch[0].shape[-1], batch[1].shape[-1]) if model is None else model
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     state = jax.device_put(TrainState(params, tx.init(params)), device)
     chunk = min(config.chunk, config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)

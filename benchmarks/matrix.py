@@ -1,0 +1,269 @@
+"""Training throughput of jaxseq against torchseq, measured side by side.
+
+    python benchmarks/matrix.py                  # the full matrix, 3 repeats (about 15 min on 2 cores)
+    python benchmarks/matrix.py --quick          # shorter measurements, 1 repeat
+    python benchmarks/matrix.py --seed-only      # batch 1, hidden 100, length 21, float64 only
+
+Each framework runs in its own long-lived worker process (`--worker jax|torch`); for
+every cell the parent asks them in turn (jax, torch, jax, torch, ...) for one timed
+measurement of `steps` Adam steps on random data, r times, and reports medians.
+JAX is timed after compilation and a warm-up, with a host sync after every chunk,
+exactly as `jaxseq.training.train` runs it (`train_chunk` compiled once per cell);
+PyTorch runs `torchseq.train.train`. Writes benchmarks/results/<name>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BATCHES, HIDDENS, LENGTHS, DTYPES = (1, 64, 256), (100, 256), (21, 100), ("float32", "float64")
+SEED_CELL = (1, 100, 21, "float64")
+
+
+def random_batch(batch: int, length: int, dtype: str):
+    """(x_BxTx1, y_BxTx1) drawn from a fixed seed, the same arrays for both frameworks."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return tuple(rng.uniform(-1, 1, (batch, length, 1)).astype(dtype) for _ in range(2))
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+class JaxCell:
+    """One cell on the JAX side: `train_chunk` compiled once, then timed calls of `chunk` steps."""
+
+    def __init__(self, batch, hidden, length, dtype, chunk):
+        import jax
+        import jax.numpy as jnp
+        from flax import nnx
+
+        from jaxseq.config import TrainConfig
+        from jaxseq.training import TrainState, init_model, make_optimizer, train_chunk
+
+        config = TrainConfig(hidden=hidden, length=length, dtype=dtype, chunk=chunk)
+        graphdef, params = nnx.split(init_model(config))
+        tx = make_optimizer(config.optimizer, config.lr)
+        self.batch = jax.device_put(tuple(jnp.asarray(a) for a in random_batch(batch, length, dtype)))
+        self.state = TrainState(params, tx.init(params))
+        self.chunk = chunk
+        start = time.perf_counter()
+        static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
+        self.compiled = train_chunk.lower(self.state, self.batch, chunk, **static).compile()
+        self.compile_seconds = time.perf_counter() - start
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` steps (a multiple of `chunk`), syncing on the losses after each chunk."""
+        import numpy as np
+
+        start = time.perf_counter()
+        for _ in range(steps // self.chunk):
+            self.state, losses = self.compiled(self.state, self.batch, self.chunk)
+            np.asarray(losses)
+        return time.perf_counter() - start
+
+
+class TorchCell:
+    """One cell on the PyTorch side: `torchseq.train.train` on the same random batch."""
+
+    def __init__(self, batch, hidden, length, dtype, chunk):
+        from jaxseq.config import TrainConfig
+        from torchseq.model import build_model
+
+        self.config = TrainConfig(hidden=hidden, length=length, dtype=dtype)
+        self.model = build_model(hidden, 0, dtype)
+        self.batch = random_batch(batch, length, dtype)
+        self.compile_seconds = 0.0
+
+    def run(self, steps: int) -> float:
+        from torchseq.train import train
+
+        start = time.perf_counter()
+        train(self.config.replace(steps=steps), model=self.model, batch=self.batch)
+        return time.perf_counter() - start
+
+
+def thread_settings(framework: str) -> dict:
+    if framework == "jax":
+        import jax
+
+        return {"jax": jax.__version__, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "device": str(jax.devices()[0])}
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
+
+
+def worker(framework: str) -> None:
+    """Serves one JSON request per stdin line: {"cell": [...], "chunk": n} builds a cell,
+    {"steps": n} times it; answers one JSON line each."""
+    cls = JaxCell if framework == "jax" else TorchCell
+    print(json.dumps(thread_settings(framework)), flush=True)
+    cell = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "cell" in request:
+            cell = cls(*request["cell"], request["chunk"])
+            warm = cell.run(request["chunk"])
+            print(json.dumps({"compile_seconds": cell.compile_seconds, "warmup_seconds": warm}), flush=True)
+        else:
+            print(json.dumps({"seconds": cell.run(request["steps"])}), flush=True)
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+class Worker:
+    def __init__(self, framework: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", framework],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.settings = self.ask(None)
+
+    def ask(self, request):
+        if request is not None:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited (status {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure_cell(workers, cell, repeats: int, target_seconds: float) -> dict:
+    """Interleaved timings of one cell; the step count is chosen from the slower warm-up."""
+    batch, hidden, length, _ = cell
+    chunk = 100 if batch * length * hidden * hidden <= 2e6 else 10 if batch * length * hidden * hidden <= 1e8 else 2
+    warm = {name: w.ask({"cell": list(cell), "chunk": chunk}) for name, w in workers.items()}
+    # Each framework runs enough steps (a multiple of chunk) for ~target_seconds, timed once warm.
+    steps = {}
+    for name, w in workers.items():
+        seconds_per_step = w.ask({"steps": chunk})["seconds"] / chunk
+        steps[name] = max(chunk, round(target_seconds / seconds_per_step / chunk) * chunk)
+    rates = {name: [] for name in workers}
+    for _ in range(repeats):
+        for name, w in workers.items():
+            rates[name].append(steps[name] / w.ask({"steps": steps[name]})["seconds"])
+    jax_rate, torch_rate = statistics.median(rates["jax"]), statistics.median(rates["torch"])
+    return {
+        "batch": cell[0],
+        "hidden": cell[1],
+        "length": cell[2],
+        "dtype": cell[3],
+        "jax_steps": steps["jax"],
+        "torch_steps": steps["torch"],
+        "jax_steps_per_second": jax_rate,
+        "torch_steps_per_second": torch_rate,
+        "ratio": jax_rate / torch_rate,
+        "jax_all": rates["jax"],
+        "torch_all": rates["torch"],
+        "jax_compile_seconds": warm["jax"]["compile_seconds"],
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# jaxseq / torchseq training throughput ({report['date']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {report['machine']}. JAX: {report['jax']}. PyTorch: {report['torch']}.",
+        f"Adam, lr 1e-3, random data; median of {report['repeats']} interleaved runs per cell; "
+        "ratio = jaxseq steps/s / torchseq steps/s (> 1: jaxseq faster).",
+        "",
+        "| batch | hidden | length | dtype | jaxseq steps/s | torchseq steps/s | ratio "
+        "| steps timed (jax/torch) | jax compile s |",
+        "|---:|---:|---:|:---|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["cells"]:
+        lines.append(
+            f"| {r['batch']} | {r['hidden']} | {r['length']} | {r['dtype']} "
+            f"| {r['jax_steps_per_second']:.1f} | {r['torch_steps_per_second']:.1f} | **{r['ratio']:.2f}x** "
+            f"| {r['jax_steps']}/{r['torch_steps']} | {r['jax_compile_seconds']:.2f} |"
+        )
+    ratios = [r["ratio"] for r in report["cells"]]
+    lines += [
+        "",
+        f"Ratio: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved runs per cell (%(default)s)")
+    p.add_argument("--seconds", type=float, default=1.0, help="target seconds per timed run (%(default)s)")
+    p.add_argument("--quick", action="store_true", help="--repeats 1 --seconds 0.3")
+    p.add_argument("--seed-only", action="store_true", help="only batch 1, hidden 100, length 21, float64")
+    p.add_argument("--name", default=None, help="results file stem (matrix, or seed with --seed-only)")
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args.worker)
+        return 0
+    if args.quick:
+        args.repeats, args.seconds = 1, 0.3
+    cells = [SEED_CELL] if args.seed_only else list(itertools.product(BATCHES, HIDDENS, LENGTHS, DTYPES))
+    name = args.name or ("seed" if args.seed_only else "matrix")
+    command = "python benchmarks/matrix.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    start = time.perf_counter()
+    workers = {"jax": Worker("jax"), "torch": Worker("torch")}
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "machine": f"{platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+        "jax": workers["jax"].settings,
+        "torch": workers["torch"].settings,
+        "repeats": args.repeats,
+        "cells": [],
+    }
+    print(f"jax: {report['jax']}\ntorch: {report['torch']}\nnproc: {os.cpu_count()}", flush=True)
+    try:
+        for cell in cells:
+            r = measure_cell(workers, cell, args.repeats, args.seconds)
+            report["cells"].append(r)
+            print(
+                f"B={r['batch']:<3} H={r['hidden']:<3} T={r['length']:<3} {r['dtype']}: "
+                f"jax {r['jax_steps_per_second']:9.1f}  torch {r['torch_steps_per_second']:8.1f} steps/s  "
+                f"ratio {r['ratio']:6.2f}x  ({r['jax_steps']}/{r['torch_steps']} steps, "
+                f"compile {r['jax_compile_seconds']:.2f} s)",
+                flush=True,
+            )
+    finally:
+        for w in workers.values():
+            w.close()
+    report["wall_seconds"] = time.perf_counter() - start
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(report))
+    print(f"wrote {RESULTS / name}.json and .md ({report['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

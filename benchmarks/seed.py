@@ -1,0 +1,145 @@
+"""The seed question's size alone (batch 1, hidden 100, length 21, float64, Adam), measured side by side.
+
+    python benchmarks/seed.py                # 7 interleaved throughput runs, 5 CLI runs each (about 3 min)
+    python benchmarks/seed.py --repeats 3 --cli-runs 3
+
+1. Training throughput, jaxseq / torchseq, as in benchmarks/matrix.py (worker processes,
+   interleaved runs, medians).
+2. End-to-end command wall time, process start to exit, of
+   `jaxseq train --no-progress --out DIR` and `torchseq train --no-progress --out DIR`
+   (1000 steps), interleaved, medians; jaxseq once more with a warm persistent compilation
+   cache (JAX_COMPILATION_CACHE_DIR set, every program cached; the cache is warmed by one
+   untimed run first).
+Writes benchmarks/results/seed.json and seed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matrix import RESULTS, SEED_CELL, Worker, measure_cell  # noqa: E402
+
+CACHE_ENV = (
+    "JAX_COMPILATION_CACHE_DIR",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+)
+
+
+def command_seconds(module: str, out: str, env: dict) -> float:
+    """Wall time of `python -m <module> train --no-progress --out <out>`, process start to exit."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", module, "train", "--no-progress", "--out", out],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def cli_times(runs: int) -> dict:
+    cold_env = {k: v for k, v in os.environ.items() if k not in CACHE_ENV}
+    times = {"jaxseq": [], "torchseq": [], "jaxseq_warm_cache": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        warm_env = dict(
+            cold_env,
+            JAX_COMPILATION_CACHE_DIR=f"{tmp}/cache",
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        )
+        command_seconds("jaxseq.cli", f"{tmp}/warmup", warm_env)  # fills the cache; not timed
+        for _ in range(runs):
+            for name, module, env in (
+                ("jaxseq", "jaxseq.cli", cold_env),
+                ("torchseq", "torchseq.cli", cold_env),
+                ("jaxseq_warm_cache", "jaxseq.cli", warm_env),
+            ):
+                times[name].append(command_seconds(module, f"{tmp}/{name}", env))
+                print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
+    return times
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=7, help="interleaved throughput runs (%(default)s)")
+    p.add_argument("--seconds", type=float, default=2.0, help="target seconds per throughput run (%(default)s)")
+    p.add_argument("--cli-runs", type=int, default=5, help="runs of each command (%(default)s)")
+    args = p.parse_args(argv)
+    command = "python benchmarks/seed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    start = time.perf_counter()
+
+    workers = {"jax": Worker("jax"), "torch": Worker("torch")}
+    try:
+        print(
+            f"jax: {workers['jax'].settings}\ntorch: {workers['torch'].settings}\nnproc: {os.cpu_count()}", flush=True
+        )
+        cell = measure_cell(workers, SEED_CELL, args.repeats, args.seconds)
+    finally:
+        settings = {name: w.settings for name, w in workers.items()}
+        for w in workers.values():
+            w.close()
+    print(
+        f"throughput: jax {cell['jax_steps_per_second']:.0f}  torch {cell['torch_steps_per_second']:.0f} steps/s  "
+        f"ratio {cell['ratio']:.2f}x  (jax runs {[round(r) for r in cell['jax_all']]}, "
+        f"torch runs {[round(r) for r in cell['torch_all']]})",
+        flush=True,
+    )
+
+    print("command wall times (1000 steps, process start to exit):", flush=True)
+    times = cli_times(args.cli_runs)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    print("  medians: " + ", ".join(f"{k} {v:.2f} s" for k, v in medians.items()), flush=True)
+
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "nproc": os.cpu_count(),
+        "load_average_at_end": os.getloadavg()[0],
+        **settings,
+        "throughput": cell,
+        "cli_seconds": times,
+        "cli_median_seconds": medians,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "seed.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "seed.md").write_text(
+        "\n".join(
+            [
+                f"# Seed size: batch 1, hidden 100, length 21, float64, Adam ({report['date']})",
+                "",
+                f"Command: `{report['command']}`; nproc {report['nproc']}; "
+                f"JAX {settings['jax']}; PyTorch {settings['torch']}.",
+                "",
+                f"Training throughput, median of {args.repeats} interleaved runs of "
+                f"{cell['jax_steps']} (jax) / {cell['torch_steps']} (torch) steps:",
+                f"jaxseq {cell['jax_steps_per_second']:.0f} steps/s, "
+                f"torchseq {cell['torch_steps_per_second']:.0f} steps/s, "
+                f"**ratio {cell['ratio']:.2f}x** (jaxseq compile {cell['jax_compile_seconds']:.2f} s).",
+                "",
+                f"`train --no-progress` end to end (1000 steps, process start to exit), median of {args.cli_runs}:",
+                "",
+                "| command | median s | runs |",
+                "|:---|---:|:---|",
+                *(f"| {name} | {medians[name]:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |" for name in times),
+                "",
+            ]
+        )
+    )
+    print(f"wrote {RESULTS}/seed.json and seed.md ({report['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

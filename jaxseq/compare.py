@@ -1,0 +1,89 @@
+"""The same run in both frameworks, from the same initial weights, side by side.
+
+Needs torch. `compare(config)` builds torchseq's model for `config.seed`, converts
+it with `from_torch`, trains both, and measures how far the two runs drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxseq.config import TrainConfig
+
+
+@dataclass
+class Comparison:
+    jax: object  # jaxseq.training.TrainResult
+    torch: object  # torchseq.train.TorchResult
+    max_rel_loss_diff: float  # max over steps of |loss_jax - loss_torch| / |loss_torch|
+    max_abs_param_diff: float  # max over all final parameters of |jax - torch|
+
+    @property
+    def rel_loss_diff(self) -> np.ndarray:
+        return np.abs(self.jax.losses - self.torch.losses) / np.abs(self.torch.losses)
+
+
+def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
+    """Trains torchseq's model for `config.seed` in torch, and its exact copy in JAX."""
+    try:
+        import torchseq
+    except ImportError as e:
+        raise ImportError(f"compare needs PyTorch ({e}); install jaxseq[torch]") from None
+    from jaxseq.convert import from_torch, to_torch_state_dict
+    from jaxseq.training import train
+
+    t_model = torchseq.build_model(config.hidden, config.seed, config.dtype)
+    j_result = train(config, model=from_torch(t_model), progress=progress)
+    t_result = torchseq.train(config, model=t_model, progress=progress)
+    j_params = to_torch_state_dict(j_result.model)
+    t_params = {k: v.detach().cpu().numpy() for k, v in t_result.model.state_dict().items()}
+    return Comparison(
+        jax=j_result,
+        torch=t_result,
+        max_rel_loss_diff=float(np.max(np.abs(j_result.losses - t_result.losses) / np.abs(t_result.losses))),
+        max_abs_param_diff=float(max(np.max(np.abs(j_params[k] - t_params[k])) for k in t_params)),
+    )
+
+
+def table(c: Comparison, config: TrainConfig) -> str:
+    """The side-by-side table `jaxseq compare` prints."""
+    rows = [
+        ("final loss", f"{c.jax.losses[-1]:.6e}", f"{c.torch.losses[-1]:.6e}"),
+        ("steps/s", f"{c.jax.steps_per_second:,.0f}", f"{c.torch.steps_per_second:,.0f}"),
+        ("wall time (s)", f"{c.jax.compile_seconds + c.jax.run_seconds:.2f}", f"{c.torch.run_seconds:.2f}"),
+        ("compile time (s)", f"{c.jax.compile_seconds:.2f}", "-"),
+    ]
+    lines = [f"{'':<18}{'jaxseq':>16}{'torchseq':>16}"] + [f"{a:<18}{b:>16}{t:>16}" for a, b, t in rows]
+    lines.append(f"speed ratio jaxseq/torchseq: {c.jax.steps_per_second / c.torch.steps_per_second:.1f}x")
+    lines.append(f"max relative loss difference over {config.steps} steps: {c.max_rel_loss_diff:.3e}")
+    lines.append(f"max absolute final parameter difference: {c.max_abs_param_diff:.3e}")
+    if not config.zero_grad:
+        fixed = "without zero_grad (the original bug): both frameworks accumulate gradients"
+        lines.append(f"{fixed}; final losses {c.jax.losses[-1]:.3e} (jax) and {c.torch.losses[-1]:.3e} (torch)")
+    return "\n".join(lines)
+
+
+def plot(path, c: Comparison, config: TrainConfig) -> None:
+    """Both loss curves (log scale), and their relative difference below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxseq.outputs import atomic_write
+
+    steps = np.arange(1, config.steps + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
+    top.plot(steps, c.jax.losses, label="jaxseq")
+    top.plot(steps, c.torch.losses, "--", label="torchseq")
+    top.set(ylabel="loss", yscale="log", title=f"same initial weights, {config.optimizer} lr {config.lr:g}")
+    top.legend()
+    bottom.plot(steps, np.maximum(c.rel_loss_diff, 1e-18))
+    bottom.set(xlabel="step", ylabel="|jax - torch| / torch", yscale="log")
+    for ax in (top, bottom):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

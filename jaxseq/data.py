@@ -1,0 +1,115 @@
+"""The user's own sequences, from CSV, .npy or .npz, checked where they enter.
+
+Formats (every sequence in a file has the same length T):
+
+- CSV with a header holding `input` and `target` columns: one row per time step. An optional
+  `sequence` column names the sequence of each row (rows of a sequence in time order); without
+  it the file is one sequence. Example: `examples/shifted.csv`.
+- .npz with arrays `input` and `target`, each of shape (N, T) or (N, T, F).
+- .npy holding one array of shape (2, N, T) or (2, N, T, F): [inputs, targets].
+
+Returns arrays shaped (N, T, F), ready for `train(config, batch=...)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and the problem."""
+
+
+def load_data(path, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
+    """(x_NxTxF, y_NxTxG) from a CSV, .npy or .npz file; raises DataError naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    loaders = {".csv": _load_csv, ".npy": _load_npy, ".npz": _load_npz}
+    if path.suffix.lower() not in loaders:
+        raise DataError(f"{path}: unknown data format {path.suffix!r} (expected .csv, .npy or .npz)")
+    try:
+        x, y = loaders[path.suffix.lower()](path)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: cannot read it ({type(e).__name__}: {str(e)[:200]})") from None
+    try:
+        return _check(x, "input").astype(dtype), _check(y, "target").astype(dtype)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def _check(a: np.ndarray, name: str) -> np.ndarray:
+    if a.dtype.kind not in "fiu":
+        raise DataError(f"{name} must be numeric, got dtype {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise DataError(f"{name} must have shape (N, T) or (N, T, F), got {a.shape}")
+    if 0 in a.shape:
+        raise DataError(f"{name} is empty (shape {a.shape})")
+    bad = np.argwhere(~np.isfinite(a))
+    if bad.size:
+        n, t, f = bad[0]
+        raise DataError(f"{name} has a non-finite value {a[n, t, f]} at sequence {n}, step {t}, feature {f}")
+    return a
+
+
+def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape[:2] != y.shape[:2]:
+        raise DataError(f"input and target lengths differ: input {x.shape}, target {y.shape}")
+    return x, y
+
+
+def _load_npz(path: Path):
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("input", "target") if k not in f.files]
+        if missing:
+            raise DataError(f"missing array {missing[0]!r} (has: {', '.join(f.files) or 'nothing'})")
+        x, y = f["input"], f["target"]
+    x, y = (a[..., None] if a.ndim == 2 else a for a in (x, y))
+    return _pair(x, y)
+
+
+def _load_npy(path: Path):
+    a = np.load(path, allow_pickle=False)
+    if a.ndim not in (3, 4) or a.shape[0] != 2:
+        raise DataError(f"expected an array of shape (2, N, T) or (2, N, T, F), got {a.shape}")
+    return a[0], a[1]
+
+
+def _load_csv(path: Path):
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if not columns:
+            raise DataError("empty file (expected a header with 'input' and 'target')")
+        for required in ("input", "target"):
+            if required not in columns:
+                raise DataError(f"missing column {required!r} (found: {', '.join(columns)})")
+        reader.fieldnames = columns
+        sequences: dict[str, list[tuple[float, float]]] = {}
+        for row in reader:
+            line = reader.line_num
+            try:
+                pair = (float(row["input"]), float(row["target"]))
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"row {line}: input {row['input']!r} and target {row['target']!r} must be numbers"
+                ) from None
+            if not all(np.isfinite(pair)):
+                raise DataError(f"row {line}: non-finite value (input {row['input']}, target {row['target']})")
+            sequences.setdefault(row.get("sequence", "") or "", []).append(pair)
+    if not sequences:
+        raise DataError("no data rows after the header")
+    lengths = {name: len(rows) for name, rows in sequences.items()}
+    if len(set(lengths.values())) > 1:
+        (a, la), (b, lb) = sorted(lengths.items(), key=lambda kv: kv[1])[:: len(lengths) - 1]
+        raise DataError(f"sequences differ in length ({a!r}: {la} rows, {b!r}: {lb} rows); all must be equal")
+    a = np.array(list(sequences.values()), dtype=np.float64)  # (N, T, 2)
+    return a[..., 0], a[..., 1]

@@ -1,0 +1,143 @@
+"""The command line: what `jaxseq train` and `torchseq train` write, and how they refuse bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import jaxseq
+from jaxseq import cli as jaxseq_cli
+from jaxseq.outputs import read_history
+from torchseq import cli as torchseq_cli
+
+RUN_FILES = {"jaxseq": "weights.safetensors", "torchseq": "model.pt"}
+MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
+
+
+def run_cli(*args, env=None):
+    """Runs `python -m <package>.cli args` in a fresh process."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_train_writes_the_run(prog, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(f"{prog}.cli", "train", "--steps", "30", "--hidden", "8", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{prog}: 30 steps, final loss" in proc.stdout
+    names = {"history.csv", "summary.json", "loss_curve.png", "predictions.png", RUN_FILES[prog]}
+    assert names <= {p.name for p in out.iterdir()}, sorted(p.name for p in out.iterdir())
+    assert (out / "history.csv").read_text().splitlines()[0] == "step,loss"
+    losses = read_history(out / "history.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(losses) == summary["steps"] == 30
+    assert summary["final_loss"] == losses[-1]
+    for key in ("final_loss", "steps", "steps_per_second", "wall_seconds"):
+        assert summary[key] > 0, key
+    if prog == "jaxseq":
+        assert summary["platform"] == "cpu" and summary["compile_seconds"] > 0
+        reloaded = jaxseq.load_weights(out)
+        assert reloaded.lstm.weight_hh[...].shape == (32, 8)
+    else:
+        state_dict = torch.load(out / "model.pt", weights_only=True)
+        assert jaxseq.from_torch(state_dict).lstm.weight_hh[...].shape == (32, 8)
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_default_run_fits(tmp_path):
+    """The README's promise: `jaxseq train` with defaults fits the sequence."""
+    assert jaxseq_cli.main(["train", "--out", str(tmp_path), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 1000 and summary["config"]["dtype"] == "float64"
+    assert summary["final_loss"] < 1e-3, summary["final_loss"]
+
+
+def test_init_from_torch_starts_from_torchseq_weights(tmp_path):
+    j_out, t_out = tmp_path / "j", tmp_path / "t"
+    common = ["--steps", "20", "--hidden", "6", "--seed", "3", "--no-progress"]
+    assert jaxseq_cli.main(["train", *common, "--init-from-torch", "3", "--out", str(j_out)]) == 0
+    assert torchseq_cli.main(["train", *common, "--out", str(t_out)]) == 0
+    j_losses, t_losses = read_history(j_out / "history.csv"), read_history(t_out / "history.csv")
+    np.testing.assert_allclose(j_losses, t_losses, rtol=1e-9, err_msg="history from torchseq's seed-3 weights")
+
+
+BAD_OPTIONS = [
+    (["--steps", "0"], "--steps: expected a positive integer"),
+    (["--steps", "-5"], "--steps: expected a positive integer"),
+    (["--steps", "ten"], "--steps: expected a positive integer"),
+    (["--lr", "0"], "--lr: expected a positive number"),
+    (["--lr", "nan"], "--lr: expected a positive number"),
+    (["--hidden", "-1"], "--hidden: expected a positive integer"),
+    (["--optimizer", "lbfgs"], "--optimizer: invalid choice"),
+    (["--dtype", "float16"], "--dtype: invalid choice"),
+    (["--loss", "max"], "--loss: invalid choice"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+]
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+@pytest.mark.parametrize("args,message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_is_one_line(prog, args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        MAINS[prog](["train", *args, "--out", str(tmp_path / "never")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "never").exists(), "a rejected command created its output directory"
+
+
+def test_bad_platform_is_one_line(capsys, tmp_path):
+    code = jaxseq_cli.main(["train", "--platform", "tpu", "--steps", "5", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "platform 'tpu' is not available" in err, err
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_unwritable_out_is_one_line(prog, capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = MAINS[prog](["train", "--steps", "5", "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "cannot write to output directory" in err, err
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_failed_run_keeps_earlier_outputs(prog, capsys, tmp_path):
+    """A diverging run (SGD at lr 10) exits 1 with one line and leaves the earlier run's files as they were."""
+    assert MAINS[prog](["train", "--steps", "5", "--hidden", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    code = MAINS[prog](["train", "--optimizer", "sgd", "--lr", "10", "--steps", "200", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "at step" in err and "last finite loss" in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_console_scripts_are_installed():
+    """pyproject.toml declares both commands; the README's install puts them on PATH."""
+    for prog in ("jaxseq", "torchseq"):
+        proc = subprocess.run([prog, "train", "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "--steps" in proc.stdout, proc.stderr
+
+
+def test_traceback_free_error_in_a_real_process(tmp_path):
+    proc = run_cli("jaxseq.cli", "train", "--steps", "0", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "jaxseq train: error: argument --steps: expected a positive integer, got '0'"
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_same_command_twice_is_bit_identical(prog, tmp_path):
+    """On CPU, the same command writes the same history.csv, byte for byte."""
+    histories = []
+    for k in range(2):
+        out = tmp_path / str(k)
+        proc = run_cli(f"{prog}.cli", "train", "--steps", "200", "--hidden", "16", "--out", str(out), "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        histories.append((out / "history.csv").read_bytes())
+    assert histories[0] == histories[1], f"{prog}: two runs of the same command differ"

@@ -1,0 +1,96 @@
+"""The conversion rules: exact round trips, and a named error for every malformed state_dict."""
+
+import numpy as np
+import pytest
+import torch
+
+import jaxseq
+import torchseq
+from jaxseq.convert import RULES, ConversionError, check_state_dict, load_weights, save_weights
+from parity_tests.helpers import torch_state_dict_numpy
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("hidden", [1, 100])
+@pytest.mark.parametrize("source", ["module", "tensors", "numpy"])
+def test_round_trip_is_exact(dtype, hidden, source):
+    t_model = torchseq.build_model(hidden, seed=4, dtype=dtype)
+    state = {"module": t_model, "tensors": t_model.state_dict(), "numpy": torch_state_dict_numpy(t_model)}[source]
+    back = jaxseq.to_torch_state_dict(jaxseq.from_torch(state))
+    expected = torch_state_dict_numpy(t_model)
+    assert list(back) == list(expected), "keys or their order differ from PyTorch's state_dict"
+    for key in expected:
+        assert back[key].dtype == expected[key].dtype, f"{key}: dtype {back[key].dtype} != {expected[key].dtype}"
+        assert np.array_equal(back[key], expected[key]), f"{key}: round trip is not bit-exact"
+    reloaded = torchseq.Model(1, hidden, 1).to(getattr(torch, dtype))
+    reloaded.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
+
+
+def test_transposed_rule_is_applied():
+    t_model = torchseq.build_model(5, seed=0)
+    j_model = jaxseq.from_torch(t_model)
+    assert j_model.linear.kernel[...].shape == (5, 1), "linear.weight (1, 5) must become kernel (5, 1)"
+    np.testing.assert_array_equal(np.asarray(j_model.linear.kernel[...]), t_model.linear.weight.detach().numpy().T)
+
+
+def test_from_torch_copies():
+    """Updating the torch model afterwards (optimizers work in place) must not change the jaxseq model."""
+    t_model = torchseq.build_model(4, seed=0)
+    j_model = jaxseq.from_torch(t_model)
+    before = np.asarray(j_model.lstm.weight_hh[...]).copy()
+    with torch.no_grad():
+        t_model.lstm.weight_hh_l0.add_(1.0)
+    np.testing.assert_array_equal(np.asarray(j_model.lstm.weight_hh[...]), before)
+
+
+def good_state_dict(hidden=6):
+    return torch_state_dict_numpy(torchseq.build_model(hidden, seed=0))
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda sd: sd.pop("lstm.bias_hh_l0"), "missing key 'lstm.bias_hh_l0'"),
+        (lambda sd: sd.__setitem__("lstm.weight_ih_l1", sd["lstm.weight_ih_l0"]), "unexpected key 'lstm.weight_ih_l1'"),
+        (
+            lambda sd: sd.__setitem__("lstm.bias_ih_l0", np.zeros(7)),
+            r"lstm.bias_ih_l0: expected shape \(24,\).*got \(7,\)",
+        ),
+        (
+            lambda sd: sd.__setitem__("linear.weight", np.zeros((6, 1))),
+            r"linear.weight: expected shape \(1, 6\).*got \(6, 1\)",
+        ),
+        (lambda sd: sd.__setitem__("lstm.weight_hh_l0", np.zeros((24, 5))), r"lstm.weight_\w+_l0: expected shape"),
+        (lambda sd: sd.__setitem__("lstm.weight_ih_l0", np.zeros(24)), "lstm.weight_ih_l0: expected a 2-d tensor"),
+        (lambda sd: sd.__setitem__("linear.bias", np.zeros(1, np.float32)), "all be float32 or all float64"),
+        (lambda sd: sd.__setitem__("linear.bias", np.zeros(1, np.int64)), "all be float32 or all float64"),
+    ],
+    ids=["missing", "extra", "bias_shape", "transposed_head", "hidden_mismatch", "rank", "mixed_dtype", "int"],
+)
+def test_malformed_state_dict_is_named(mutate, message):
+    state_dict = good_state_dict()
+    mutate(state_dict)
+    with pytest.raises(ConversionError, match=message):
+        jaxseq.from_torch(state_dict)
+
+
+def test_rules_cover_torchseq_exactly():
+    assert [rule[0] for rule in RULES] == list(torchseq.build_model(3).state_dict()), "RULES out of step with torch"
+    assert check_state_dict(good_state_dict(9)) == (1, 9, 1)
+
+
+def test_weights_file_round_trip(tmp_path):
+    t_model = torchseq.build_model(7, seed=5)
+    save_weights(jaxseq.from_torch(t_model), tmp_path / "weights.safetensors")
+    back = jaxseq.to_torch_state_dict(load_weights(tmp_path))  # a run directory is accepted too
+    for key, value in torch_state_dict_numpy(t_model).items():
+        assert np.array_equal(back[key], value), f"{key}: safetensors round trip is not exact"
+
+
+@pytest.mark.parametrize("content,message", [(None, "no such weights file"), (b"\x00garbage", "not a readable")])
+def test_bad_weights_file(tmp_path, content, message):
+    path = tmp_path / "weights.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConversionError, match=message):
+        load_weights(path)
