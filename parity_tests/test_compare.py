@@ -5,11 +5,11 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxseq.training import accumulate_gradients
 
 from jaxseq import cli
 from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
+from jaxseq.training import accumulate_gradients
 from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, assert_close
 
 

@@ -14,6 +14,7 @@ difference of two medians about 0.31 decade; a factor of 10 is 3.2 of those.
 import numpy as np
 import pytest
 
+import jaxseq
 import torchseq
 from jaxseq.config import TrainConfig
 
