@@ -77,23 +77,63 @@ def finish_train(prog: str, out, config: TrainConfig, batch, losses, summary: di
     print(f"{prog}: {config.steps} steps, final loss {losses[-1]:.3e}, {speed}; wrote {out}/")
 
 
-def train_command(args: argparse.Namespace) -> int:
-    config = from_args(args)  # validates every option before anything is imported or written
+def start_run(args: argparse.Namespace, load_checkpoint):
+    """(config, out, checkpoint or None) for a train command: a new run, or --resume DIR."""
+    from jaxseq import outputs
+    from jaxseq.config import resumed_config
+
+    if args.resume is None:
+        config = from_args(args)  # validates every option before anything is imported or written
+        return config, outputs.prepare_out_dir(args.out), None
+    checkpoint = load_checkpoint(args.resume)
+    return resumed_config(args, checkpoint.config), outputs.prepare_out_dir(args.resume), checkpoint
+
+
+def checkpoint_writer(out, config: TrainConfig, save):
+    """on_chunk callback: every `checkpoint_every` steps, the checkpoint, then history.csv."""
     from jaxseq import outputs
 
-    out = outputs.prepare_out_dir(args.out)
+    def on_chunk(losses, state):
+        if config.checkpoint_every and (len(losses) % config.checkpoint_every == 0 or len(losses) == config.steps):
+            save(out, losses, state)
+            outputs.write_text(out / "history.csv", outputs.history_csv(losses))
+
+    return on_chunk
+
+
+def keep_history_on_divergence(out, error) -> None:
+    """A diverged run keeps its finite history (and its last checkpoint), and says so."""
+    from jaxseq import outputs
+
+    outputs.write_text(out / "history.csv", outputs.history_csv(error.losses))
+    raise FloatingPointError(f"{error}; history up to there in {out}/history.csv") from None
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from jaxseq import checkpoint
+
+    config, out, resume = start_run(args, checkpoint.load)
     import jax
     import numpy as np
 
     from jaxseq.convert import save_weights
     from jaxseq.task import load_batch
-    from jaxseq.training import enable_compilation_cache, train
+    from jaxseq.training import DivergenceError, enable_compilation_cache, train
 
     if args.cache:
         enable_compilation_cache()
     batch = load_batch(config)
+
+    def save(out, losses, leaves):
+        checkpoint.save(out, checkpoint.Checkpoint(config, losses, leaves))
+
     start = time.perf_counter()
-    result = train(config, batch=batch, progress=args.progress)
+    try:
+        result = train(
+            config, batch=batch, progress=args.progress, resume=resume, on_chunk=checkpoint_writer(out, config, save)
+        )
+    except DivergenceError as e:
+        keep_history_on_divergence(out, e)
     summary = {
         "framework": "jax",
         "steps_per_second": result.steps_per_second,

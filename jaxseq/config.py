@@ -33,6 +33,7 @@ class TrainConfig:
     zero_grad: bool = True  # False reproduces the seed question's bug: gradients summed over all steps
     init: str = "torch"  # jaxseq only: "torch" (uniform in ±1/sqrt(H)) or "flax" initialisers
     init_from_torch: int | None = None  # jaxseq only: start from torchseq's weights for this seed
+    checkpoint_every: int | None = None  # write a checkpoint every N steps (resumable with --resume)
     chunk: int = 100  # jaxseq only: steps per compiled chunk; the host wakes once per chunk
     platform: str | None = None  # jaxseq only: "cpu", "gpu" or "tpu"; None lets JAX choose
 
@@ -47,7 +48,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.platform is not None and self.platform not in PLATFORMS:
             raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
-        for name in ("steps", "hidden", "length", "chunk"):
+        positive = ("steps", "hidden", "length", "chunk") + (
+            ("checkpoint_every",) * (self.checkpoint_every is not None)
+        )
+        for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
@@ -123,6 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool) -> None
         "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
     )
     parser.add_argument(
+        "--checkpoint-every", type=_positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
+    )
+    parser.add_argument(
+        "--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR, with its options"
+    )
+    parser.add_argument(
         "--no-zero-grad",
         dest="zero_grad",
         action="store_false",
@@ -147,3 +157,14 @@ def from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig named by parsed options; fields without an option keep their default."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def resumed_config(args: argparse.Namespace, recorded: TrainConfig) -> TrainConfig:
+    """The recorded run's config; an option given now that differs from both it and its default is an error."""
+    given, default = from_args(args), TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        now, then = getattr(given, f.name), getattr(recorded, f.name)
+        if now != getattr(default, f.name) and now != then:
+            flag = "--" + f.name.replace("_", "-")
+            raise ValueError(f"--resume continues the recorded run with {flag} {then}; {flag} {now} conflicts")
+    return recorded

@@ -8,6 +8,7 @@ repeatedly, so each run compiles once and the host wakes only between chunks
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +31,11 @@ class TrainState(NamedTuple):
 
 
 class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `.losses` holds the finite history before it."""
+
+    def __init__(self, message: str, losses: np.ndarray):
+        super().__init__(message)
+        self.losses = losses
 
 
 class AccumulateState(NamedTuple):
@@ -162,16 +167,29 @@ class TrainResult:
     compile_seconds: float  # lowering and compiling the chunk program
     run_seconds: float  # executing all chunks, after compilation
     platform: str  # the platform JAX ran on: "cpu", "gpu", "tpu"
+    first_step: int = 0  # steps already done before this call (a resumed run)
 
     @property
     def steps_per_second(self) -> float:
-        return len(self.losses) / self.run_seconds
+        return (len(self.losses) - self.first_step) / self.run_seconds
 
 
-def train(config: TrainConfig, model: Model | None = None, batch=None, *, progress: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    model: Model | None = None,
+    batch=None,
+    *,
+    progress: bool = False,
+    resume=None,
+    on_chunk=None,
+) -> TrainResult:
     """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO), by default
     `load_batch(config)`: the --data file or the task. Every step sees the whole batch.
-    Raises DivergenceError on a NaN/inf loss.
+
+    resume: a `jaxseq.checkpoint.Checkpoint` of this config to continue from.
+    on_chunk: called as `on_chunk(losses_so_far, state_leaves)` after each chunk (for checkpoints);
+      chunks end at multiples of `config.checkpoint_every` when it is set.
+    Raises DivergenceError (with the finite history) on a NaN/inf loss.
 
     >>> result = train(TrainConfig(steps=1000))
     >>> result.losses[-1] < 1e-3
@@ -186,24 +204,35 @@ def train(config: TrainConfig, model: Model | None = None, batch=None, *, progre
     model = init_model(config, batch[0].shape[-1], batch[1].shape[-1]) if model is None else model
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
-    state = jax.device_put(TrainState(params, tx.init(params)), device)
-    chunk = min(config.chunk, config.steps)
+    state = TrainState(params, tx.init(params))
+    losses = []
+    if resume is not None:
+        from jaxseq.checkpoint import check_leaves
+
+        leaves, treedef = jax.tree.flatten(state)
+        check_leaves(resume.leaves, leaves, "checkpoint")
+        state = jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in resume.leaves])
+        losses.append(np.asarray(resume.losses))
+    state = jax.device_put(state, device)
+    chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
 
     start = time.perf_counter()
     compiled = train_chunk.lower(state, batch, config.steps, **static).compile()
     compile_seconds = time.perf_counter() - start
 
-    losses = []
+    first = sum(map(len, losses))
     start = time.perf_counter()
-    with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
-        for done in range(0, config.steps, chunk):
+    with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
+        for done in range(first, config.steps, chunk):
             state, chunk_losses = compiled(state, batch, config.steps - done)
             chunk_losses = np.asarray(chunk_losses)[: config.steps - done]  # waits for the chunk
             _check_finite(chunk_losses, done, losses)
             losses.append(chunk_losses)
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-1]:.3e}")
+            if on_chunk is not None:
+                on_chunk(np.concatenate(losses), [np.asarray(leaf) for leaf in jax.tree.leaves(state)])
     run_seconds = time.perf_counter() - start
 
     return TrainResult(
@@ -212,6 +241,7 @@ def train(config: TrainConfig, model: Model | None = None, batch=None, *, progre
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         platform=device.platform,
+        first_step=first,
     )
 
 
@@ -220,4 +250,5 @@ def _check_finite(chunk_losses: np.ndarray, done: int, earlier: list) -> None:
     if bad.size:
         finite = np.concatenate(earlier + [chunk_losses[: bad[0]]])
         last = f"{finite[-1]:.6g}" if finite.size else "none"
-        raise DivergenceError(f"loss is {chunk_losses[bad[0]]} at step {done + bad[0] + 1}; last finite loss {last}")
+        message = f"loss is {chunk_losses[bad[0]]} at step {done + bad[0] + 1}; last finite loss {last}"
+        raise DivergenceError(message, finite)

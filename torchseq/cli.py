@@ -11,23 +11,43 @@ import sys
 import time
 from functools import partial
 
-from jaxseq.cli import add_predict_arguments, add_train_arguments, finish_predict, finish_train, predict_batch, run_main
-from jaxseq.config import from_args
+from jaxseq.cli import (
+    add_predict_arguments,
+    add_train_arguments,
+    checkpoint_writer,
+    finish_predict,
+    finish_train,
+    keep_history_on_divergence,
+    predict_batch,
+    run_main,
+    start_run,
+)
 
 
 def train_command(args: argparse.Namespace) -> int:
-    config = from_args(args)
-    from jaxseq import outputs
+    from torchseq.train import load_checkpoint
 
-    out = outputs.prepare_out_dir(args.out)
+    config, out, resume = start_run(args, load_checkpoint)
     import torch
 
     from jaxseq.task import load_batch
-    from torchseq.train import train
+    from torchseq.train import DivergenceError, save_checkpoint, train
 
     batch = load_batch(config)
+    on_checkpoint = checkpoint_writer(
+        out, config, lambda out, losses, state: save_checkpoint(out, config, losses, *state)
+    )
     start = time.perf_counter()
-    result = train(config, batch=batch, progress=args.progress)
+    try:
+        result = train(
+            config,
+            batch=batch,
+            progress=args.progress,
+            resume=resume,
+            on_checkpoint=lambda losses, model, optimizer: on_checkpoint(losses, (model, optimizer)),
+        )
+    except DivergenceError as e:
+        keep_history_on_divergence(out, e)
     summary = {
         "framework": "torch",
         "steps_per_second": result.steps_per_second,

@@ -13,8 +13,15 @@ from jaxseq.task import load_batch
 from torchseq.model import Model, build_model, from_state_dict
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
 class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `.losses` holds the finite history before it."""
+
+    def __init__(self, message: str, losses: np.ndarray):
+        super().__init__(message)
+        self.losses = losses
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -54,10 +61,11 @@ class TorchResult:
     model: Model  # the trained model
     losses: np.ndarray  # (steps,) the loss at each step, before that step's update
     run_seconds: float  # the training loop's wall time
+    first_step: int = 0  # steps already done before this call (a resumed run)
 
     @property
     def steps_per_second(self) -> float:
-        return len(self.losses) / self.run_seconds
+        return (len(self.losses) - self.first_step) / self.run_seconds
 
 
 def train(
@@ -66,12 +74,17 @@ def train(
     batch=None,
     *,
     progress: bool = False,
+    resume: TorchCheckpoint | None = None,
+    on_checkpoint=None,
 ) -> TorchResult:
     """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO) as NumPy
     arrays or tensors, by default `load_batch(config)`: the --data file or the task.
 
     config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
-    Raises DivergenceError when the loss becomes NaN or infinite.
+    resume: a checkpoint (`load_checkpoint`) of this config to continue from.
+    on_checkpoint: called as `on_checkpoint(losses_so_far, model, optimizer)` every
+      `config.checkpoint_every` steps and at the end.
+    Raises DivergenceError (with the finite history) when the loss becomes NaN or infinite.
     """
     from tqdm.auto import tqdm
 
@@ -81,9 +94,15 @@ def train(
     model = init_model(config, x_BxTxI.shape[-1], y_BxTxO.shape[-1]) if model is None else model
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     losses = np.empty(config.steps)
+    first = 0
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        first = len(resume.losses)
+        losses[:first] = resume.losses
     start = time.perf_counter()
-    with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
-        for step in range(config.steps):
+    with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
+        for step in range(first, config.steps):
             if config.zero_grad:
                 optimizer.zero_grad()
             loss = sequence_loss(model(x_BxTxI), y_BxTxO, config.loss)
@@ -92,8 +111,78 @@ def train(
             losses[step] = loss.item()
             if not np.isfinite(losses[step]):
                 last = f"{losses[step - 1]:.6g}" if step else "none"
-                raise DivergenceError(f"loss is {losses[step]} at step {step + 1}; last finite loss {last}")
+                message = f"loss is {losses[step]} at step {step + 1}; last finite loss {last}"
+                raise DivergenceError(message, losses[:step].copy())
             if (step + 1) % config.chunk == 0 or step + 1 == config.steps:
                 bar.update((step % config.chunk) + 1)
                 bar.set_postfix(loss=f"{losses[step]:.3e}")
-    return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start)
+            every = config.checkpoint_every
+            if on_checkpoint is not None and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+                on_checkpoint(losses[: step + 1], model, optimizer)
+    return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
+
+
+def save_checkpoint(run_dir, config: TrainConfig, losses, model, optimizer) -> None:
+    """checkpoint.pt: config, history, model and optimizer state, written aside and renamed."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from jaxseq.outputs import atomic_write
+
+    payload = {
+        "config": json.dumps(dataclasses.asdict(config)),
+        "losses": torch.from_numpy(np.array(losses)),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+    }
+    atomic_write(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
+
+
+@dataclass
+class TorchCheckpoint:
+    config: TrainConfig  # the run's options, as first given
+    losses: np.ndarray  # (step,) the history so far
+    model: dict  # the model's state_dict after `step` steps
+    optimizer: dict  # the optimizer's state_dict
+
+
+def load_checkpoint(run_dir) -> TorchCheckpoint:
+    """The checkpoint in `run_dir` (or the file itself); raises CheckpointError naming the problem."""
+    import json
+    import pickle
+    import zipfile
+    from pathlib import Path
+
+    from jaxseq.checkpoint import CheckpointError
+
+    path = Path(run_dir)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here (train with --checkpoint-every N to write one)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload["config"] = TrainConfig(**json.loads(payload["config"]))
+        payload["losses"] = payload["losses"].numpy()
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    from jaxseq.convert import check_state_dict
+
+    try:
+        hidden = check_state_dict(payload["model"])[1]
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if hidden != payload["config"].hidden:
+        raise CheckpointError(
+            f"{path}: weights of hidden size {hidden} in a run of --hidden {payload['config'].hidden}"
+        )
+    return TorchCheckpoint(**payload)
