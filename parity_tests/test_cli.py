@@ -1,6 +1,7 @@
 """The command line: what `jaxseq train` and `torchseq train` write, and how they refuse bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -107,15 +108,27 @@ def test_unwritable_out_is_one_line(prog, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
-def test_failed_run_keeps_earlier_outputs(prog, capsys, tmp_path):
-    """A diverging run (SGD at lr 10) exits 1 with one line and leaves the earlier run's files as they were."""
-    assert MAINS[prog](["train", "--steps", "5", "--hidden", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+def test_diverging_run_keeps_its_finite_history(prog, capsys, tmp_path):
+    """SGD at lr 10 diverges: one line naming the step and the last finite loss, exit 1, the history up
+    to there in history.csv, the last finite checkpoint kept, every other file left as it was."""
+    common = ["--hidden", "4", "--no-progress", "--checkpoint-every", "5"]
+    assert MAINS[prog](["train", "--steps", "5", *common, "--out", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     capsys.readouterr()
-    code = MAINS[prog](["train", "--optimizer", "sgd", "--lr", "10", "--steps", "200", "--out", str(tmp_path)])
+    code = MAINS[prog](["train", "--optimizer", "sgd", "--lr", "10", "--steps", "200", *common, "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "at step" in err and "last finite loss" in err, err
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert code == 1 and err.count("\n") == 1, err
+    match = re.search(r"at step (\d+); last finite loss ([0-9.e+-]+)", err)
+    assert match, err
+    history = read_history(tmp_path / "history.csv")
+    assert len(history) == int(match[1]) - 1 and np.isfinite(history).all()
+    assert float(match[2]) == pytest.approx(history[-1], rel=1e-5)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    checkpoint_file = (
+        RUN_FILES[prog].replace("weights.safetensors", "checkpoint.npz").replace("model.pt", "checkpoint.pt")
+    )
+    for name in set(before) - {"history.csv", checkpoint_file}:
+        assert after[name] == before[name], f"{name} changed"
 
 
 def test_console_scripts_are_installed():

@@ -12,7 +12,6 @@ from jaxseq.config import TrainConfig
 from jaxseq.task import load_batch
 from torchseq.model import Model, build_model, from_state_dict
 
-
 CHECKPOINT = "checkpoint.pt"
 
 
