@@ -78,15 +78,21 @@ def finish_train(prog: str, out, config: TrainConfig, batch, losses, summary: di
 
 
 def start_run(args: argparse.Namespace, load_checkpoint):
-    """(config, out, checkpoint or None) for a train command: a new run, or --resume DIR."""
+    """(config, batch, out, checkpoint or None) for a train command: a new run, or --resume DIR.
+
+    Every input is read and checked before the output directory is created.
+    """
     from jaxseq import outputs
     from jaxseq.config import resumed_config
+    from jaxseq.task import load_batch
 
     if args.resume is None:
-        config = from_args(args)  # validates every option before anything is imported or written
-        return config, outputs.prepare_out_dir(args.out), None
-    checkpoint = load_checkpoint(args.resume)
-    return resumed_config(args, checkpoint.config), outputs.prepare_out_dir(args.resume), checkpoint
+        config, out, checkpoint = from_args(args), args.out, None
+    else:
+        checkpoint = load_checkpoint(args.resume)
+        config, out = resumed_config(args, checkpoint.config), args.resume
+    batch = load_batch(config)
+    return config, batch, outputs.prepare_out_dir(out), checkpoint
 
 
 def checkpoint_writer(out, config: TrainConfig, save):
@@ -101,7 +107,7 @@ def checkpoint_writer(out, config: TrainConfig, save):
     return on_chunk
 
 
-def keep_history_on_divergence(out, error) -> None:
+def stop_on_divergence(out, error) -> None:
     """A diverged run keeps its finite history (and its last checkpoint), and says so."""
     from jaxseq import outputs
 
@@ -112,17 +118,15 @@ def keep_history_on_divergence(out, error) -> None:
 def train_command(args: argparse.Namespace) -> int:
     from jaxseq import checkpoint
 
-    config, out, resume = start_run(args, checkpoint.load)
+    config, batch, out, resume = start_run(args, checkpoint.load)
     import jax
     import numpy as np
 
     from jaxseq.convert import save_weights
-    from jaxseq.task import load_batch
     from jaxseq.training import DivergenceError, enable_compilation_cache, train
 
     if args.cache:
         enable_compilation_cache()
-    batch = load_batch(config)
 
     def save(out, losses, leaves):
         checkpoint.save(out, checkpoint.Checkpoint(config, losses, leaves))
@@ -133,7 +137,7 @@ def train_command(args: argparse.Namespace) -> int:
             config, batch=batch, progress=args.progress, resume=resume, on_chunk=checkpoint_writer(out, config, save)
         )
     except DivergenceError as e:
-        keep_history_on_divergence(out, e)
+        stop_on_divergence(out, e)
     summary = {
         "framework": "jax",
         "steps_per_second": result.steps_per_second,
@@ -165,7 +169,9 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
 def compare_command(args: argparse.Namespace) -> int:
     config = from_args(args)
     if config.init_from_torch is not None or config.init != "torch":
-        raise ValueError("compare always starts both frameworks from torchseq's weights for --seed")
+        raise ValueError("compare starts both frameworks from torchseq's weights for --seed (or --init-from)")
+    if args.resume is not None or config.checkpoint_every is not None:
+        raise ValueError("compare runs both frameworks start to finish; --resume and --checkpoint-every are for train")
     from jaxseq import compare, outputs
 
     out = outputs.prepare_out_dir(args.out)

@@ -26,17 +26,20 @@ class Comparison:
 
 
 def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
-    """Trains torchseq's model for `config.seed` in torch, and its exact copy in JAX."""
+    """Trains torchseq's model (for `config.seed`, or `config.init_from`) in torch, and its exact copy in JAX."""
     try:
         import torchseq
     except ImportError as e:
         raise ImportError(f"compare needs PyTorch ({e}); install jaxseq[torch]") from None
     from jaxseq.convert import from_torch, to_torch_state_dict
+    from jaxseq.task import load_batch
     from jaxseq.training import train
+    from torchseq.train import init_model
 
-    t_model = torchseq.build_model(config.hidden, config.seed, config.dtype)
-    j_result = train(config, model=from_torch(t_model), progress=progress)
-    t_result = torchseq.train(config, model=t_model, progress=progress)
+    batch = load_batch(config)
+    t_model = init_model(config, batch[0].shape[-1], batch[1].shape[-1])  # --init-from, or the seed's weights
+    j_result = train(config, model=from_torch(t_model), batch=batch, progress=progress)
+    t_result = torchseq.train(config, model=t_model, batch=batch, progress=progress)
     j_params = to_torch_state_dict(j_result.model)
     t_params = {k: v.detach().cpu().numpy() for k, v in t_result.model.state_dict().items()}
     return Comparison(

@@ -54,3 +54,13 @@ def test_compare_command(tmp_path, capsys):
     assert 0 <= summary["max_rel_loss_diff"] < TRAJECTORY_LOSS_RTOL["float64"]
     assert 0 <= summary["max_abs_param_diff"] < 1e-12
     assert (tmp_path / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_on_user_data(tmp_path, capsys):
+    """--data with several sequences and features: both frameworks still follow the same curve."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", input=rng.normal(size=(3, 6, 2)), target=rng.normal(size=(3, 6, 1)))
+    args = ["--steps", "40", "--hidden", "5", "--data", str(tmp_path / "d.npz"), "--no-progress"]
+    assert cli.main(["compare", *args, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["max_rel_loss_diff"] < TRAJECTORY_LOSS_RTOL["float64"], summary["max_rel_loss_diff"]

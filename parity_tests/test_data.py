@@ -116,3 +116,35 @@ def test_random_csv_never_escapes(tmp_path, header, rows):
     except DataError:
         return
     assert x.shape[:2] == y.shape[:2] and np.isfinite(x).all() and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_bad_data_on_the_command_line(prog, tmp_path, capsys):
+    from jaxseq import cli as jaxseq_cli
+    from torchseq import cli as torchseq_cli
+
+    main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("input,target\n0.1,0.2\n0.2,nan\n")
+    code = main(["train", "--data", str(bad), "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "row 3: non-finite value" in err and str(bad) in err, err
+    assert not (tmp_path / "never").exists(), "a rejected data file left an output directory behind"
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_train_and_predict_on_user_data(prog, tmp_path):
+    from jaxseq import cli as jaxseq_cli
+    from torchseq import cli as torchseq_cli
+
+    main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(4, 7))
+    np.save(tmp_path / "d.npy", np.stack([x, x + 0.1]))
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "d.npy"), "--steps", "20", "--hidden", "6", "--no-progress"]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    pred = tmp_path / "p.csv"
+    assert main(["predict", "--weights", str(out), "--data", str(tmp_path / "d.npy"), "--out", str(pred)]) == 0
+    lines = pred.read_text().splitlines()
+    assert lines[0] == "sequence,step,input,target,prediction" and len(lines) == 1 + 4 * 7

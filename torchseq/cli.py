@@ -17,7 +17,7 @@ from jaxseq.cli import (
     checkpoint_writer,
     finish_predict,
     finish_train,
-    keep_history_on_divergence,
+    stop_on_divergence,
     predict_batch,
     run_main,
     start_run,
@@ -27,13 +27,11 @@ from jaxseq.cli import (
 def train_command(args: argparse.Namespace) -> int:
     from torchseq.train import load_checkpoint
 
-    config, out, resume = start_run(args, load_checkpoint)
+    config, batch, out, resume = start_run(args, load_checkpoint)
     import torch
 
-    from jaxseq.task import load_batch
     from torchseq.train import DivergenceError, save_checkpoint, train
 
-    batch = load_batch(config)
     on_checkpoint = checkpoint_writer(
         out, config, lambda out, losses, state: save_checkpoint(out, config, losses, *state)
     )
@@ -47,7 +45,7 @@ def train_command(args: argparse.Namespace) -> int:
             on_checkpoint=lambda losses, model, optimizer: on_checkpoint(losses, (model, optimizer)),
         )
     except DivergenceError as e:
-        keep_history_on_divergence(out, e)
+        stop_on_divergence(out, e)
     summary = {
         "framework": "torch",
         "steps_per_second": result.steps_per_second,
