@@ -110,3 +110,20 @@ def test_checkpoint_holds_history_and_config(tmp_path):
     assert saved.step == 30 and saved.config == TrainConfig(steps=30, hidden=4, checkpoint_every=10)
     history = np.loadtxt(tmp_path / "history.csv", delimiter=",", skiprows=1)[:, 1]
     assert np.array_equal(history, saved.losses)
+
+
+def test_torch_checkpoint_of_another_size_is_refused(tmp_path, capsys):
+    import torch
+
+    from torchseq.train import CHECKPOINT
+
+    common = ["--steps", "10", "--checkpoint-every", "10", "--no-progress"]
+    assert torchseq_cli.main(["train", *common, "--hidden", "4", "--out", str(tmp_path / "a")]) == 0
+    assert torchseq_cli.main(["train", *common, "--hidden", "6", "--out", str(tmp_path / "b")]) == 0
+    small, large = (torch.load(tmp_path / d / CHECKPOINT, weights_only=True) for d in "ab")
+    small["model"] = large["model"]  # a hidden-6 model inside a hidden-4 run
+    torch.save(small, tmp_path / "a" / CHECKPOINT)
+    capsys.readouterr()
+    assert torchseq_cli.main(["train", "--resume", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hidden size 6 in a run of --hidden 4" in err, err

@@ -148,3 +148,21 @@ def test_train_and_predict_on_user_data(prog, tmp_path):
     assert main(["predict", "--weights", str(out), "--data", str(tmp_path / "d.npy"), "--out", str(pred)]) == 0
     lines = pred.read_text().splitlines()
     assert lines[0] == "sequence,step,input,target,prediction" and len(lines) == 1 + 4 * 7
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=5),
+    dtype=st.sampled_from(["float64", "float32", "int64", "bool", "complex64", "U3"]),
+    fill=st.sampled_from([0.0, np.nan, np.inf, 1.5]),
+)
+def test_random_npy_arrays_never_escape(tmp_path, shape, dtype, fill):
+    """Well-formed .npy files of any shape, dtype and content: loaded as (N, T, F), or one DataError."""
+    path = tmp_path / "fuzz.npy"
+    a = np.full(shape, fill if dtype.startswith("float") else 1).astype(dtype) if dtype != "U3" else np.full(shape, "x")
+    np.save(path, a)
+    try:
+        x, y = load_data(path)
+    except DataError:
+        return
+    assert x.ndim == 3 and x.shape == y.shape and np.isfinite(x).all() and np.isfinite(y).all()
