@@ -17,10 +17,10 @@ from jaxseq.cli import (
     checkpoint_writer,
     finish_predict,
     finish_train,
-    stop_on_divergence,
     predict_batch,
     run_main,
     start_run,
+    stop_on_divergence,
 )
 
 
