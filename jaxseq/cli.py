@@ -4,6 +4,7 @@
     jaxseq compare  trains the same model from the same weights in JAX and PyTorch
     jaxseq predict  writes a trained model's predictions as CSV
     jaxseq export   writes a run's weights as .safetensors or .pt under PyTorch's names
+    jaxseq sweep    trains one model per seed and learning rate in one compiled program
 
 The shared command-line machinery (one-line errors, the train outputs) lives here too;
 `torchseq.cli` uses it.
@@ -49,9 +50,9 @@ def run_main(prog: str, commands: dict, argv=None) -> int:
         return 1
 
 
-def add_train_arguments(p: argparse.ArgumentParser, *, framework: str = "jax") -> None:
+def add_train_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", lr_list: bool = False) -> None:
     p.description = f"Train the LSTM with {'JAX' if framework == 'jax' else 'PyTorch'}."
-    add_arguments(p, jax_options=framework == "jax")
+    add_arguments(p, jax_options=framework == "jax", lr_list=lr_list)
     p.add_argument("--out", default=f"runs/{framework}seq", help="output directory (%(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     if framework == "jax":
@@ -272,11 +273,60 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p, lr_list=True)
+    p.description = "Train one model per seed and learning rate, all in one compiled program."
+    p.add_argument("--seeds", type=int, default=4, help="seeds --seed, --seed+1, ... (%(default)s)")
+    p.set_defaults(out="runs/sweep")
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    lrs = args.lr
+    args.lr = lrs[0]
+    config = from_args(args)
+    if args.seeds <= 0:
+        raise ValueError(f"--seeds must be a positive integer; got {args.seeds}")
+    if args.resume is not None or config.checkpoint_every is not None or config.init_from is not None:
+        raise ValueError(
+            "sweep trains from each seed's own initialisation; no --resume, --checkpoint-every, --init-from"
+        )
+    from jaxseq import outputs, sweep
+    from jaxseq.task import load_batch
+
+    load_batch(config)  # checks --data before the output directory is made
+    out = outputs.prepare_out_dir(args.out)
+    if args.cache:
+        from jaxseq.training import enable_compilation_cache
+
+        enable_compilation_cache()
+    seeds = list(range(config.seed, config.seed + args.seeds))
+    result = sweep.sweep(config, seeds, lrs, progress=args.progress)
+    runs = [
+        {"seed": seed, "lr": lr, "final_loss": float(result.losses[i, j, -1])}
+        for i, seed in enumerate(seeds)
+        for j, lr in enumerate(lrs)
+    ]
+    summary = {
+        "runs": runs,
+        "devices": result.devices,
+        "model_steps_per_second": result.model_steps_per_second,
+        "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        "config": dataclasses.asdict(config.replace(lr=lrs[0])) | {"lr": lrs},
+    }
+    sweep.plot(out / "sweep.png", result)
+    outputs.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(sweep.table(result))
+    print(f"wrote {out}/")
+    return 0
+
+
 COMMANDS = {
     "train": (add_train_arguments, train_command),
     "compare": (add_compare_arguments, compare_command),
     "predict": (add_predict_arguments, predict_command),
     "export": (add_export_arguments, export_command),
+    "sweep": (add_sweep_arguments, sweep_command),
 }
 
 

@@ -88,13 +88,23 @@ _positive_int = _option_type(int, lambda v: v > 0, "a positive integer")
 _positive_float = _option_type(float, lambda v: 0 < v < math.inf, "a positive number")
 _finite_float = _option_type(float, math.isfinite, "a finite number")
 _int = _option_type(int, lambda v: True, "an integer")
+_lr_list = _option_type(
+    lambda text: [float(v) for v in text.split(",")],
+    lambda rates: all(0 < r < math.inf for r in rates),
+    "positive numbers separated by commas",
+)
+SWEEP_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool) -> None:
-    """Adds one option per TrainConfig field (the jaxseq-only ones when `jax_options`)."""
+def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list: bool = False) -> None:
+    """Adds one option per TrainConfig field (the jaxseq-only ones when `jax_options`;
+    --lr as a comma-separated list when `lr_list`)."""
     d = TrainConfig()
     parser.add_argument("--steps", type=_positive_int, default=d.steps, help="optimizer steps (%(default)s)")
-    parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
+    if lr_list:  # `jaxseq sweep`: several rates
+        parser.add_argument("--lr", type=_lr_list, default=list(SWEEP_LRS), help="learning rates, e.g. 1e-4,1e-3")
+    else:
+        parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
     parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="LSTM hidden size (%(default)s)")
     parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")

@@ -63,15 +63,37 @@ def accumulate_gradients() -> optax.GradientTransformation:
 def make_optimizer(name: str, lr: float, zero_grad: bool = True) -> optax.GradientTransformation:
     """optax's equivalent of torch.optim.Adam / SGD with PyTorch's defaults (betas 0.9/0.999, eps 1e-8).
 
+    The learning rate is kept in the optimizer state (see `with_learning_rate`).
     zero_grad=False first sums the gradients over all steps, as PyTorch does without `zero_grad()`.
     """
     if name == "adam":
-        tx = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+        tx = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))(
+            lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0
+        )
     elif name == "sgd":
-        tx = optax.sgd(lr)
+        tx = optax.inject_hyperparams(optax.sgd)(lr)
     else:
         raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
     return tx if zero_grad else optax.chain(accumulate_gradients(), tx)
+
+
+def with_learning_rate(opt_state, lr):
+    """`opt_state` (from `make_optimizer(...).init`) with its learning rate set to `lr`.
+
+    The rate lives in the state (optax.inject_hyperparams), so one compiled program serves
+    every rate, and `jaxseq sweep` can vmap over it.
+    """
+
+    def is_injected(node):
+        return isinstance(node, tuple) and hasattr(node, "hyperparams")
+
+    def replace(node):
+        if not is_injected(node):
+            return node
+        rate = jnp.asarray(lr, node.hyperparams["learning_rate"].dtype)
+        return node._replace(hyperparams={**node.hyperparams, "learning_rate": rate})
+
+    return jax.tree.map(replace, opt_state, is_leaf=is_injected)
 
 
 def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum"):
@@ -95,8 +117,7 @@ def train_step(state: TrainState, batch, *, graphdef, tx, reduction):
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
 
-@partial(jax.jit, static_argnames=("graphdef", "tx", "reduction", "chunk"), donate_argnames="state")
-def train_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
+def run_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
     """`chunk` steps in one `lax.scan`; steps at index >= `steps_left` leave the state as is.
 
     The mask lets the last, shorter chunk reuse the same compiled program.
@@ -109,6 +130,11 @@ def train_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction
         return jax.lax.cond(i < steps_left, lambda s: step(s, batch), lambda s: (s, nan), state)
 
     return jax.lax.scan(body, state, jnp.arange(chunk))
+
+
+STATIC = ("graphdef", "tx", "reduction", "chunk")
+train_chunk = jax.jit(run_chunk, static_argnames=STATIC, donate_argnames="state")
+train_chunk.__doc__ = "`run_chunk`, compiled; the state's buffers are donated."
 
 
 def enable_compilation_cache(directory=None) -> str:

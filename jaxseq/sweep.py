@@ -1,0 +1,140 @@
+"""Many independent models in one compiled program: `jax.vmap` over seeds and learning rates.
+
+Every model of the grid (seed x learning rate) runs the very step `jaxseq train` runs, vmapped:
+`run_chunk` under `jax.vmap` under one `jax.jit`. The learning rate lives in the optimizer
+state (`with_learning_rate`), so it is vmapped like the parameters. With several devices the
+model axis is sharded across them (`jax.sharding.NamedSharding`); JAX places the work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxseq.config import TrainConfig
+from jaxseq.model import enable_dtype
+from jaxseq.task import load_batch
+from jaxseq.training import STATIC, TrainState, init_model, make_optimizer, run_chunk, with_learning_rate
+
+
+@dataclass
+class SweepResult:
+    seeds: list[int]  # (S,)
+    lrs: list[float]  # (L,)
+    losses: np.ndarray  # (S, L, steps) the loss of every model at every step
+    compile_seconds: float
+    run_seconds: float
+    devices: int  # devices the model axis was sharded over
+
+    @property
+    def model_steps_per_second(self) -> float:
+        return self.losses.size / self.run_seconds
+
+
+@partial(jax.jit, static_argnames=STATIC, donate_argnames="state")
+def sweep_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
+    """`run_chunk` for M models at once: every leaf of `state` has a leading model axis M."""
+    run = partial(run_chunk, graphdef=graphdef, tx=tx, reduction=reduction, chunk=chunk)
+    return jax.vmap(run, in_axes=(0, None, None))(state, batch, steps_left)
+
+
+def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: bool = False) -> SweepResult:
+    """Trains one model per (seed, lr) on the config's batch; model (s, l) is `train(config with
+    seed s and lr l)`. Losses that become NaN or infinite stay in the result (no early stop)."""
+    from tqdm.auto import tqdm
+
+    dtype = enable_dtype(config.dtype)
+    x, y = (jnp.asarray(a, dtype) for a in load_batch(config))
+    tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
+    states, graphdef = [], None
+    for seed in seeds:
+        graphdef, params = nnx.split(init_model(config.replace(seed=seed), x.shape[-1], y.shape[-1]))
+        opt_state = tx.init(params)
+        states += [TrainState(params, with_learning_rate(opt_state, lr)) for lr in lrs]
+    state_M = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+    devices = jax.devices()
+    n = len(devices) if len(states) % len(devices) == 0 else 1  # the model axis must split evenly
+    # Auto axes: XLA's partitioner places the vmapped work; the program itself is unchanged.
+    mesh = jax.make_mesh((n,), ("models",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n])
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+    state_M = jax.device_put(state_M, sharding)
+    batch = jax.device_put((x, y), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+    chunk = min(config.chunk, config.steps)
+    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
+    start = time.perf_counter()
+    compiled = sweep_chunk.lower(state_M, batch, config.steps, **static).compile()
+    compile_seconds = time.perf_counter() - start
+
+    losses = []
+    start = time.perf_counter()
+    with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
+        for done in range(0, config.steps, chunk):
+            state_M, chunk_losses_MxC = compiled(state_M, batch, config.steps - done)
+            losses.append(np.asarray(chunk_losses_MxC)[:, : config.steps - done])
+            bar.update(losses[-1].shape[1])
+    run_seconds = time.perf_counter() - start
+    losses_MxN = np.concatenate(losses, axis=1)
+    return SweepResult(
+        seeds=list(seeds),
+        lrs=list(lrs),
+        losses=losses_MxN.reshape(len(seeds), len(lrs), config.steps),
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+        devices=n,
+    )
+
+
+def table(result: SweepResult) -> str:
+    """Final loss by learning rate: median over seeds, and the range."""
+    final_SxL = result.losses[:, :, -1]
+    lines = [f"{'lr':>10} {'median final loss':>18} {'min':>11} {'max':>11}  (over {len(result.seeds)} seeds)"]
+    for j, lr in enumerate(result.lrs):
+        f = final_SxL[:, j]
+        lines.append(f"{lr:>10.3g} {np.median(f):>18.3e} {np.min(f):>11.3e} {np.max(f):>11.3e}")
+    lines.append(
+        f"{result.losses.size:,} model-steps in {result.run_seconds:.2f} s "
+        f"({result.model_steps_per_second:,.0f}/s, compile {result.compile_seconds:.1f} s) on {result.devices} device(s)"
+    )
+    return "\n".join(lines)
+
+
+def plot(path, result: SweepResult) -> None:
+    """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxseq.outputs import atomic_write
+
+    median_LxN = np.median(result.losses, axis=0)
+    steps = np.arange(1, median_LxN.shape[1] + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    image = left.imshow(
+        np.log10(median_LxN),
+        aspect="auto",
+        origin="lower",
+        extent=(1, steps[-1], -0.5, len(result.lrs) - 0.5),
+        cmap="viridis",
+    )
+    left.set(xlabel="step", ylabel="learning rate", title="log10 median loss over seeds")
+    left.set_yticks(range(len(result.lrs)), [f"{lr:g}" for lr in result.lrs])
+    fig.colorbar(image, ax=left)
+    for j, lr in enumerate(result.lrs):
+        low, high = result.losses[:, j].min(axis=0), result.losses[:, j].max(axis=0)
+        right.plot(steps, median_LxN[j], label=f"lr {lr:g}")
+        right.fill_between(steps, low, high, alpha=0.2)
+    right.set(xlabel="step", ylabel="loss", yscale="log", title=f"median and range over {len(result.seeds)} seeds")
+    right.legend(fontsize="small")
+    right.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

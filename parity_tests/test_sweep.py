@@ -1,0 +1,71 @@
+"""`jaxseq sweep`: each model of the grid is the run `jaxseq train` makes alone, on one device or several."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import jaxseq
+from jaxseq import cli
+from jaxseq.config import TrainConfig
+from jaxseq.sweep import sweep
+from parity_tests.helpers import assert_close
+
+# vmapped and single-model programs may round differently (batched vs single matmuls), so the
+# comparison is relative, over a short run where rounding has not been amplified (see test_training).
+SWEEP_LOSS_RTOL = 1e-10
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_each_model_is_its_own_train_run(optimizer):
+    config = TrainConfig(steps=150, hidden=16, optimizer=optimizer, chunk=50)
+    seeds, lrs = [0, 5], [1e-3, 1e-2]
+    result = sweep(config, seeds, lrs)
+    assert result.losses.shape == (2, 2, 150)
+    for i, seed in enumerate(seeds):
+        for j, lr in enumerate(lrs):
+            alone = jaxseq.train(config.replace(seed=seed, lr=lr)).losses
+            assert_close(f"sweep seed {seed} lr {lr}", result.losses[i, j], alone, rtol=SWEEP_LOSS_RTOL)
+    assert not np.array_equal(result.losses[0, 0], result.losses[1, 0]), "seeds gave identical runs"
+
+
+def run_sweep_cli(out, devices: int):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    args = ["sweep", "--seeds", "2", "--lr", "1e-3,3e-3", "--steps", "60", "--hidden", "8", "--chunk", "20"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxseq.cli", *args, "--out", str(out), "--no-progress", "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
+    one, four = run_sweep_cli(tmp_path / "one", 1), run_sweep_cli(tmp_path / "four", 4)
+    assert one["devices"] == 1 and four["devices"] == 4
+    assert [(r["seed"], r["lr"]) for r in one["runs"]] == [(0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
+    for a, b in zip(one["runs"], four["runs"], strict=True):
+        assert_close(
+            f"final loss seed {a['seed']} lr {a['lr']}", b["final_loss"], a["final_loss"], rtol=SWEEP_LOSS_RTOL
+        )
+    assert (tmp_path / "four" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [(["--lr", "1e-3,x"], "positive numbers separated by commas"), (["--seeds", "0"], "--seeds must be")],
+)
+def test_bad_sweep_options(tmp_path, capsys, args, message):
+    try:
+        code = cli.main(["sweep", *args, "--out", str(tmp_path / "never")])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "never").exists()
