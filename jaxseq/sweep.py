@@ -101,7 +101,8 @@ def table(result: SweepResult) -> str:
         lines.append(f"{lr:>10.3g} {np.median(f):>18.3e} {np.min(f):>11.3e} {np.max(f):>11.3e}")
     lines.append(
         f"{result.losses.size:,} model-steps in {result.run_seconds:.2f} s "
-        f"({result.model_steps_per_second:,.0f}/s, compile {result.compile_seconds:.1f} s) on {result.devices} device(s)"
+        f"({result.model_steps_per_second:,.0f}/s, compile {result.compile_seconds:.1f} s) "
+        f"on {result.devices} device(s)"
     )
     return "\n".join(lines)
 
