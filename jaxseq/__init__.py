@@ -12,6 +12,8 @@ _EXPORTS = {
     "shifted_sequence": "jaxseq.task",
     "LSTM": "jaxseq.model",
     "Model": "jaxseq.model",
+    "GRU": "jaxseq.recurrent",
+    "RNN": "jaxseq.recurrent",
     "ConversionError": "jaxseq.convert",
     "from_torch": "jaxseq.convert",
     "to_torch_state_dict": "jaxseq.convert",

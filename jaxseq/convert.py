@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jaxseq.model import Model, enable_dtype
+from jaxseq.recurrent import GATES, RNNBase, check_options, parameter_shapes
 
 
 class ConversionError(ValueError):
@@ -66,14 +67,27 @@ def check_state_dict(state_dict: Mapping) -> tuple[int, int, int]:
     return sizes
 
 
-def from_torch(obj) -> Model:
+def from_torch(obj, *, kind: str | None = None, **options):
     """A jaxseq Model with exactly the weights of a torchseq model or its state_dict.
 
     `obj` is a torch module (anything with `.state_dict()`, e.g. `torchseq.Model`)
     or a mapping of PyTorch keys to tensors or NumPy arrays. The dtype is kept.
 
+    A torch.nn.LSTM, GRU or RNN module (or a subclass) becomes the `jaxseq.recurrent` layer with
+    the same options and weights; so does the state_dict of one, given `kind` ("lstm", "gru" or
+    "rnn") and the options it was built with (see `recurrent_from_torch`).
+
     >>> model = jaxseq.from_torch(torchseq.build_model(hidden=100, seed=0))
+    >>> gru = jaxseq.from_torch(torch.nn.GRU(3, 8, num_layers=2, bidirectional=True))
     """
+    if kind is not None or torch_recurrent_kind(obj) is not None:
+        return recurrent_from_torch(obj, kind=kind, **options)
+    if options:
+        raise ConversionError(f"option {next(iter(options))!r} is for LSTM, GRU and RNN state_dicts: pass kind= too")
+    if isinstance(obj, Mapping) and "weight_ih_l0" in obj:
+        raise ConversionError(
+            "a torch.nn.LSTM, GRU or RNN state_dict needs kind= ('lstm', 'gru', 'rnn') and its options"
+        )
     state_dict = obj.state_dict() if hasattr(obj, "state_dict") else obj
     if not isinstance(state_dict, Mapping):
         raise ConversionError(f"expected a torch module or a state_dict mapping, got {type(obj).__name__}")
@@ -90,8 +104,11 @@ def from_torch(obj) -> Model:
 def to_torch_state_dict(model: Model) -> dict[str, np.ndarray]:
     """The model's weights under PyTorch's names and layouts, as NumPy arrays.
 
-    `torchseq.Model.load_state_dict({k: torch.from_numpy(v) ...})` accepts it.
+    `torchseq.Model.load_state_dict({k: torch.from_numpy(v) ...})` accepts it. For a
+    `jaxseq.recurrent` layer, the keys are torch.nn.LSTM/GRU/RNN's, in their order.
     """
+    if isinstance(model, RNNBase):
+        return recurrent_state_dict(model)
     state_dict = {}
     for key, (module, name), transposed, _ in RULES:
         value = np.array(getattr(getattr(model, module), name)[...])  # a writable copy
@@ -187,3 +204,145 @@ def check_weights_fit(state_dict: Mapping, *, dtype, hidden: int, input_size: in
 def load_weights(path) -> Model:
     """A Model from a .safetensors or .pt file, or a run directory holding one; dtype kept."""
     return from_torch(read_weights_file(path))
+
+
+# torch.nn.LSTM, GRU and RNN. Parameter names are PyTorch's on both sides and nothing is transposed:
+# the rules are `parameter_shapes(...)`, one (key, shape) per tensor, generated from the options.
+
+KINDS = ("LSTM", "GRU", "RNN")
+RECURRENT_OPTIONS = {  # PyTorch's defaults
+    "input_size": None,  # read from weight_ih_l0 when not given
+    "hidden_size": None,  # read from weight_ih_l0 when not given
+    "num_layers": 1,
+    "bias": True,
+    "batch_first": False,
+    "dropout": 0.0,
+    "bidirectional": False,
+    "proj_size": 0,  # LSTM only
+    "nonlinearity": "tanh",  # RNN only
+}
+
+
+def torch_recurrent_kind(obj) -> str | None:
+    """The torch class `obj` is or derives from: "LSTM", "GRU" or "RNN"; None for anything else."""
+    for cls in type(obj).__mro__:
+        if cls.__name__ in KINDS and cls.__module__.startswith("torch.nn"):
+            return cls.__name__
+    return None
+
+
+def recurrent_from_torch(obj, *, kind: str | None = None, **options) -> RNNBase:
+    """The `jaxseq.recurrent` LSTM, GRU or RNN with exactly the options and weights of `obj`.
+
+    `obj` is a torch.nn.LSTM, GRU or RNN module, whose options are read from its attributes; or a
+    state_dict of one (torch tensors or NumPy arrays), with `kind` ("lstm", "gru", "rnn") and the
+    options it was built with as keywords (PyTorch's defaults otherwise; input_size and
+    hidden_size are read from the tensors):
+
+    >>> layer = recurrent_from_torch(state_dict, kind="lstm", num_layers=2, bidirectional=True, proj_size=4)
+
+    Keys and shapes must be exactly those the options give; any other key, any missing one, any
+    other shape or dtype (only float32 and float64) raises ConversionError naming it.
+    """
+    module_kind = torch_recurrent_kind(obj)
+    if module_kind is not None:
+        if options:
+            raise ConversionError(f"option {next(iter(options))!r}: options are read from the torch module")
+        if kind is not None and kind.upper() != module_kind:
+            raise ConversionError(f"kind={kind!r}, but the module is a torch.nn.{module_kind}")
+        kind = module_kind
+        options = {name: getattr(obj, name) for name in RECURRENT_OPTIONS if hasattr(obj, name)}
+        if kind != "RNN":
+            options.pop("nonlinearity", None)
+        if kind != "LSTM" and options.get("proj_size") == 0:
+            options.pop("proj_size")
+        state_dict = obj.state_dict()
+    else:
+        if kind is None or kind.upper() not in KINDS:
+            raise ConversionError(f"kind must be one of lstm, gru, rnn for a state_dict; got {kind!r}")
+        kind = kind.upper()
+        state_dict = obj
+        if not isinstance(state_dict, Mapping):
+            raise ConversionError(f"expected a torch.nn.{kind} or its state_dict, got {type(obj).__name__}")
+    unknown = [name for name in options if name not in RECURRENT_OPTIONS]
+    if unknown:
+        raise ConversionError(f"unknown option {unknown[0]!r} (options: {', '.join(RECURRENT_OPTIONS)})")
+    if kind != "LSTM" and options.get("proj_size"):
+        raise ConversionError(f"option 'proj_size' is only supported by LSTM, not {kind}")
+    if kind != "RNN" and "nonlinearity" in options:
+        raise ConversionError(f"option 'nonlinearity' is only for RNN, not {kind}")
+    opts = {**RECURRENT_OPTIONS, **options}
+    if opts["nonlinearity"] not in ("tanh", "relu"):
+        raise ConversionError(f"option 'nonlinearity' must be 'tanh' or 'relu'; got {opts['nonlinearity']!r}")
+    mode = "RNN_" + opts["nonlinearity"].upper() if kind == "RNN" else kind
+
+    parametrized = [key for key in state_dict if key.startswith("parametrizations.")]
+    if parametrized:
+        raise ConversionError(
+            f"key {parametrized[0]!r}: parametrized weights (e.g. weight_norm) are not supported; "
+            "remove the parametrization first (torch.nn.utils.parametrize.remove_parametrizations)"
+        )
+    if "weight_ih_l0" not in state_dict or np.ndim(state_dict["weight_ih_l0"]) != 2:
+        raise ConversionError("state_dict has no 2-d 'weight_ih_l0': not a torch.nn.LSTM, GRU or RNN state_dict")
+    rows, columns = np.shape(state_dict["weight_ih_l0"])
+    if opts["input_size"] is None:
+        opts["input_size"] = columns
+    if opts["hidden_size"] is None:
+        opts["hidden_size"] = rows // GATES[mode]
+    sizes = {
+        name: opts[name]
+        for name in (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "bias",
+            "batch_first",
+            "dropout",
+            "bidirectional",
+            "proj_size",
+        )
+    }
+    try:
+        check_options(mode, **sizes)
+    except ValueError as e:
+        raise ConversionError(f"option {e}") from None
+    shapes = parameter_shapes(
+        mode, *(opts[n] for n in ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size"))
+    )
+    check_recurrent_state_dict(state_dict, shapes, opts)
+
+    arrays = {key: _to_numpy(state_dict[key]) for key in shapes}
+    dtype = enable_dtype(arrays["weight_ih_l0"].dtype)
+    layer = nnx.eval_shape(lambda: RNNBase(mode, **sizes, param_dtype=dtype, rngs=nnx.Rngs(0)))
+    for key in shapes:
+        setattr(layer, key, nnx.Param(jnp.asarray(arrays[key], dtype)))
+    return layer
+
+
+def check_recurrent_state_dict(state_dict: Mapping, shapes: dict, options: dict) -> None:
+    """Checks the keys, shapes and dtypes of a torch.nn.LSTM/GRU/RNN state_dict against `shapes`."""
+    described = ", ".join(f"{n}={options[n]!r}" for n in ("num_layers", "bidirectional", "bias", "proj_size"))
+    missing = [key for key in shapes if key not in state_dict]
+    extra = [key for key in state_dict if key not in shapes]
+    if missing:
+        raise ConversionError(f"state_dict is missing key {missing[0]!r}, which the options ask for ({described})")
+    if extra:
+        raise ConversionError(
+            f"state_dict has unexpected key {extra[0]!r} for the options {described}; "
+            "pass the options it was built with"
+        )
+    for key, shape in shapes.items():
+        if tuple(np.shape(state_dict[key])) != shape:
+            raise ConversionError(
+                f"{key}: expected shape {shape} for input_size={options['input_size']}, "
+                f"hidden_size={options['hidden_size']}, {described}; got {tuple(np.shape(state_dict[key]))}"
+            )
+    # str(dtype) names torch ("torch.bfloat16") and NumPy dtypes alike, without converting (NumPy has no bfloat16)
+    dtypes = sorted({str(getattr(state_dict[key], "dtype", "?")).removeprefix("torch.") for key in shapes})
+    if len(dtypes) != 1 or dtypes[0] not in ("float32", "float64"):
+        raise ConversionError(f"dtype {', '.join(dtypes)} is not supported: tensors must all be float32 or all float64")
+
+
+def recurrent_state_dict(layer: RNNBase) -> dict[str, np.ndarray]:
+    """The layer's parameters under PyTorch's keys, in torch's order, as NumPy copies."""
+    return {key: np.array(getattr(layer, key)[...]) for key in layer.parameter_shapes()}
