@@ -33,9 +33,9 @@ class Parser(argparse.ArgumentParser):
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
 
 
-def run_main(prog: str, commands: dict, argv=None) -> int:
+def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
     """Parses argv, runs the chosen command; a user error becomes one line on stderr and exit 1."""
-    parser = Parser(prog=prog, description=sys.modules[__name__].__doc__.splitlines()[0])
+    parser = Parser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (add, _) in commands.items():
         add(sub.add_parser(name))
@@ -331,7 +331,7 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    return run_main("jaxseq", COMMANDS, argv)
+    return run_main("jaxseq", "Train, compare and convert PyTorch-style LSTMs in JAX.", COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    return run_main("torchseq", COMMANDS, argv)
+    return run_main("torchseq", "The PyTorch reference trainer, with jaxseq's options and outputs.", COMMANDS, argv)
 
 
 if __name__ == "__main__":
