@@ -37,11 +37,25 @@ class SweepResult:
         return self.losses.size / self.run_seconds
 
 
+# Models per vmapped group (per device). Each step reads every model's weights 2T times (forward and backward
+# through time); a group of 8 seed-size models (8 x 320 KB of W_hh in float64) stays in cache,
+# 64 at once do not, and ran 1.6x slower per model (benchmarks/sweep.py).
+GROUP = 8
+
+
 @partial(jax.jit, static_argnames=STATIC, donate_argnames="state")
 def sweep_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
-    """`run_chunk` for M models at once: every leaf of `state` has a leading model axis M."""
+    """`run_chunk` for n x G x g models: every leaf of `state` has leading axes (n devices,
+    G groups, g models). Devices work in parallel (the sharded axis), the groups of each device
+    one after another (`lax.map`), the models of a group together (`jax.vmap`).
+    """
     run = partial(run_chunk, graphdef=graphdef, tx=tx, reduction=reduction, chunk=chunk)
-    return jax.vmap(run, in_axes=(0, None, None))(state, batch, steps_left)
+    group = jax.vmap(run, in_axes=(0, None, None))
+
+    def device(state_Gxg):
+        return jax.lax.map(lambda s: group(s, batch, steps_left), state_Gxg)
+
+    return jax.vmap(device)(state)
 
 
 def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: bool = False) -> SweepResult:
@@ -57,10 +71,10 @@ def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: 
         graphdef, params = nnx.split(init_model(config.replace(seed=seed), x.shape[-1], y.shape[-1]))
         opt_state = tx.init(params)
         states += [TrainState(params, with_learning_rate(opt_state, lr)) for lr in lrs]
-    state_M = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-
-    devices = jax.devices()
-    n = len(devices) if len(states) % len(devices) == 0 else 1  # the model axis must split evenly
+    M, devices = len(states), jax.devices()
+    n = len(devices) if M % len(devices) == 0 else 1  # the models must split evenly over devices
+    g = max(k for k in range(1, GROUP + 1) if (M // n) % k == 0)  # models per group
+    state_M = jax.tree.map(lambda *leaves: jnp.stack(leaves).reshape(n, M // n // g, g, *leaves[0].shape), *states)
     # Auto axes: XLA's partitioner places the vmapped work; the program itself is unchanged.
     mesh = jax.make_mesh((n,), ("models",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
@@ -77,8 +91,8 @@ def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: 
     start = time.perf_counter()
     with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
         for done in range(0, config.steps, chunk):
-            state_M, chunk_losses_MxC = compiled(state_M, batch, config.steps - done)
-            losses.append(np.asarray(chunk_losses_MxC)[:, : config.steps - done])
+            state_M, chunk_losses_GxgxC = compiled(state_M, batch, config.steps - done)
+            losses.append(np.asarray(chunk_losses_GxgxC).reshape(M, chunk)[:, : config.steps - done])
             bar.update(losses[-1].shape[1])
     run_seconds = time.perf_counter() - start
     losses_MxN = np.concatenate(losses, axis=1)
