@@ -96,16 +96,15 @@ def start_run(args: argparse.Namespace, load_checkpoint):
     return config, batch, outputs.prepare_out_dir(out), checkpoint
 
 
-def checkpoint_writer(out, config: TrainConfig, save):
-    """on_chunk callback: every `checkpoint_every` steps, the checkpoint, then history.csv."""
+def checkpoint_writer(out, save):
+    """The trainers' `on_checkpoint`: `save(out, losses, *state)`, then history.csv from the same losses."""
     from jaxseq import outputs
 
-    def on_chunk(losses, state):
-        if config.checkpoint_every and (len(losses) % config.checkpoint_every == 0 or len(losses) == config.steps):
-            save(out, losses, state)
-            outputs.write_text(out / "history.csv", outputs.history_csv(losses))
+    def on_checkpoint(losses, *state):
+        save(out, losses, *state)
+        outputs.write_text(out / "history.csv", outputs.history_csv(losses))
 
-    return on_chunk
+    return on_checkpoint
 
 
 def stop_on_divergence(out, error) -> None:
@@ -134,9 +133,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        result = train(
-            config, batch=batch, progress=args.progress, resume=resume, on_chunk=checkpoint_writer(out, config, save)
-        )
+        on_checkpoint = checkpoint_writer(out, save)
+        result = train(config, batch=batch, progress=args.progress, resume=resume, on_checkpoint=on_checkpoint)
     except DivergenceError as e:
         stop_on_divergence(out, e)
     summary = {

@@ -22,7 +22,12 @@ class Comparison:
 
     @property
     def rel_loss_diff(self) -> np.ndarray:
-        return np.abs(self.jax.losses - self.torch.losses) / np.abs(self.torch.losses)
+        return relative_difference(self.jax.losses, self.torch.losses)
+
+
+def relative_difference(losses: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """|losses - reference| / |reference|, step by step."""
+    return np.abs(losses - reference) / np.abs(reference)
 
 
 def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
@@ -45,7 +50,7 @@ def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
     return Comparison(
         jax=j_result,
         torch=t_result,
-        max_rel_loss_diff=float(np.max(np.abs(j_result.losses - t_result.losses) / np.abs(t_result.losses))),
+        max_rel_loss_diff=float(np.max(relative_difference(j_result.losses, t_result.losses))),
         max_abs_param_diff=float(max(np.max(np.abs(j_params[k] - t_params[k])) for k in t_params)),
     )
 
@@ -70,15 +75,10 @@ def table(c: Comparison, config: TrainConfig) -> str:
 
 def plot(path, c: Comparison, config: TrainConfig) -> None:
     """Both loss curves (log scale), and their relative difference below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jaxseq.outputs import atomic_write
+    from jaxseq.outputs import pyplot, save_figure
 
     steps = np.arange(1, config.steps + 1)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
+    fig, (top, bottom) = pyplot().subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
     top.plot(steps, c.jax.losses, label="jaxseq")
     top.plot(steps, c.torch.losses, "--", label="torchseq")
     top.set(ylabel="loss", yscale="log", title=f"same initial weights, {config.optimizer} lr {config.lr:g}")
@@ -87,6 +87,4 @@ def plot(path, c: Comparison, config: TrainConfig) -> None:
     bottom.set(xlabel="step", ylabel="|jax - torch| / torch", yscale="log")
     for ax in (top, bottom):
         ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(path, fig)

@@ -63,38 +63,41 @@ def read_history(path) -> np.ndarray:
     return np.loadtxt(path, delimiter=",", skiprows=1, usecols=1, ndmin=1)
 
 
-def plot_loss(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt
+
+
+def save_figure(path: Path, fig) -> None:
+    """Writes `fig` as a PNG atomically, then frees it."""
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    pyplot().close(fig)
+
+
+def plot_loss(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for label, losses in curves.items():
         ax.plot(np.arange(1, len(losses) + 1), losses, label=label)
     ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(path, fig)
 
 
 def plot_predictions(path: Path, y_T: np.ndarray, pred_T: np.ndarray, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     ax.plot(y_T, "o", label="target")
     ax.plot(pred_T, ".-", label="prediction")
     ax.set(xlabel="time step", ylabel="output", title=title)
     ax.legend()
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(path, fig)
 
 
 def predictions_csv(x_NxTxF: np.ndarray, y_NxTxG: np.ndarray, pred_NxTxG: np.ndarray) -> str:

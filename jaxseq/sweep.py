@@ -123,16 +123,11 @@ def table(result: SweepResult) -> str:
 
 def plot(path, result: SweepResult) -> None:
     """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jaxseq.outputs import atomic_write
+    from jaxseq.outputs import pyplot, save_figure
 
     median_LxN = np.median(result.losses, axis=0)
     steps = np.arange(1, median_LxN.shape[1] + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
     image = left.imshow(
         np.log10(median_LxN),
         aspect="auto",
@@ -150,6 +145,4 @@ def plot(path, result: SweepResult) -> None:
     right.set(xlabel="step", ylabel="loss", yscale="log", title=f"median and range over {len(result.seeds)} seeds")
     right.legend(fontsize="small")
     right.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(path, fig)

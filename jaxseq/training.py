@@ -207,14 +207,14 @@ def train(
     *,
     progress: bool = False,
     resume=None,
-    on_chunk=None,
+    on_checkpoint=None,
 ) -> TrainResult:
     """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO), by default
     `load_batch(config)`: the --data file or the task. Every step sees the whole batch.
 
     resume: a `jaxseq.checkpoint.Checkpoint` of this config to continue from.
-    on_chunk: called as `on_chunk(losses_so_far, state_leaves)` after each chunk (for checkpoints);
-      chunks end at multiples of `config.checkpoint_every` when it is set.
+    on_checkpoint: called as `on_checkpoint(losses_so_far, state_leaves)` every
+      `config.checkpoint_every` steps and at the end (chunks are sized to end there).
     Raises DivergenceError (with the finite history) on a NaN/inf loss.
 
     >>> result = train(TrainConfig(steps=1000))
@@ -231,14 +231,14 @@ def train(
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     state = TrainState(params, tx.init(params))
-    losses = []
+    losses, first = [], 0
     if resume is not None:
         from jaxseq.checkpoint import check_leaves
 
         leaves, treedef = jax.tree.flatten(state)
         check_leaves(resume.leaves, leaves, "checkpoint")
         state = jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in resume.leaves])
-        losses.append(np.asarray(resume.losses))
+        losses, first = [np.asarray(resume.losses)], resume.step
     state = jax.device_put(state, device)
     chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
@@ -247,7 +247,7 @@ def train(
     compiled = train_chunk.lower(state, batch, config.steps, **static).compile()
     compile_seconds = time.perf_counter() - start
 
-    first = sum(map(len, losses))
+    every = config.checkpoint_every
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
         for done in range(first, config.steps, chunk):
@@ -257,8 +257,9 @@ def train(
             losses.append(chunk_losses)
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-1]:.3e}")
-            if on_chunk is not None:
-                on_chunk(np.concatenate(losses), [np.asarray(leaf) for leaf in jax.tree.leaves(state)])
+            steps_done = done + len(chunk_losses)
+            if on_checkpoint is not None and every and (steps_done % every == 0 or steps_done == config.steps):
+                on_checkpoint(np.concatenate(losses), [np.asarray(leaf) for leaf in jax.tree.leaves(state)])
     run_seconds = time.perf_counter() - start
 
     return TrainResult(

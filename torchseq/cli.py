@@ -32,18 +32,10 @@ def train_command(args: argparse.Namespace) -> int:
 
     from torchseq.train import DivergenceError, save_checkpoint, train
 
-    on_checkpoint = checkpoint_writer(
-        out, config, lambda out, losses, state: save_checkpoint(out, config, losses, *state)
-    )
     start = time.perf_counter()
     try:
-        result = train(
-            config,
-            batch=batch,
-            progress=args.progress,
-            resume=resume,
-            on_checkpoint=lambda losses, model, optimizer: on_checkpoint(losses, (model, optimizer)),
-        )
+        on_checkpoint = checkpoint_writer(out, partial(save_checkpoint, config=config))
+        result = train(config, batch=batch, progress=args.progress, resume=resume, on_checkpoint=on_checkpoint)
     except DivergenceError as e:
         stop_on_divergence(out, e)
     summary = {

@@ -121,7 +121,7 @@ def train(
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
 
 
-def save_checkpoint(run_dir, config: TrainConfig, losses, model, optimizer) -> None:
+def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -> None:
     """checkpoint.pt: config, history, model and optimizer state, written aside and renamed."""
     import dataclasses
     import json
