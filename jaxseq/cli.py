@@ -93,6 +93,11 @@ def start_run(args: argparse.Namespace, load_checkpoint):
         checkpoint = load_checkpoint(args.resume)
         config, out = resumed_config(args, checkpoint.config), args.resume
     batch = load_batch(config)
+    if config.init_from is not None:
+        from jaxseq.convert import check_weights_fit, read_weights_file
+
+        sizes = dict(input_size=batch[0].shape[-1], output_size=batch[1].shape[-1])
+        check_weights_fit(read_weights_file(config.init_from), config, source=config.init_from, **sizes)
     return config, batch, outputs.prepare_out_dir(out), checkpoint
 
 
@@ -241,10 +246,9 @@ def predict_command(args: argparse.Namespace) -> int:
     from jaxseq.convert import load_weights
 
     model = load_weights(args.weights)
-    dtype = str(model.lstm.weight_ih[...].dtype)
-    batch = predict_batch(args, dtype)
-    if batch[0].shape[-1] != model.lstm.input_size:
-        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.lstm.input_size}")
+    batch = predict_batch(args, str(model.linear.kernel[...].dtype))
+    if batch[0].shape[-1] != model.input_size:
+        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.input_size}")
     finish_predict(args.out, batch, np.asarray(model(batch[0])))
     return 0
 

@@ -15,6 +15,7 @@ DTYPES = ("float32", "float64")
 LOSSES = ("sum", "mean")
 INITS = ("torch", "flax")
 PLATFORMS = ("cpu", "gpu", "tpu")
+CELLS = ("lstm", "gru", "rnn")  # torch.nn.LSTM, GRU, RNN (tanh)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,10 @@ class TrainConfig:
     steps: int = 1000  # optimizer steps, each on the whole batch
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # "adam" or "sgd", PyTorch's defaults (betas 0.9/0.999, eps 1e-8)
-    hidden: int = 100  # LSTM hidden size H
+    hidden: int = 100  # hidden size H of each recurrent layer
+    cell: str = "lstm"  # the recurrent layer: "lstm", "gru" or "rnn" (tanh), as torch.nn's
+    layers: int = 1  # stacked recurrent layers (torch's num_layers)
+    bidirectional: bool = False  # a forward and a reverse direction per layer; the head sees both
     seed: int = 0  # seed of the framework's own initialisation
     dtype: str = "float64"  # "float32" or "float64" for parameters, data and arithmetic
     loss: str = "sum"  # per-step MSE "sum"med over time (the original script) or "mean"
@@ -44,12 +48,13 @@ class TrainConfig:
             ("dtype", DTYPES),
             ("loss", LOSSES),
             ("init", INITS),
+            ("cell", CELLS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.platform is not None and self.platform not in PLATFORMS:
             raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
-        positive = ("steps", "hidden", "length", "chunk") + (
+        positive = ("steps", "hidden", "layers", "length", "chunk") + (
             ("checkpoint_every",) * (self.checkpoint_every is not None)
         )
         for name in positive:
@@ -62,6 +67,10 @@ class TrainConfig:
             raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
         if self.init_from is not None and self.init_from_torch is not None:
             raise ValueError("give at most one of --init-from and --init-from-torch")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be true or false; got {self.bidirectional!r}")
+        if self.init != "torch" and (self.cell, self.layers, self.bidirectional) != ("lstm", 1, False):
+            raise ValueError("--init flax is for the single-layer, one-direction LSTM only")
         if self.shift != self.shift or abs(self.shift) == float("inf"):
             raise ValueError(f"shift must be a finite number; got {self.shift!r}")
 
@@ -106,7 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
     else:
         parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
-    parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="LSTM hidden size (%(default)s)")
+    parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="hidden size (%(default)s)")
+    parser.add_argument("--cell", choices=CELLS, default=d.cell, help="recurrent layer (%(default)s)")
+    parser.add_argument("--layers", type=_positive_int, default=d.layers, help="stacked layers (%(default)s)")
+    parser.add_argument("--bidirectional", action="store_true", help="forward and reverse directions in every layer")
     parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
     parser.add_argument(

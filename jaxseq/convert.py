@@ -9,6 +9,7 @@ a state_dict may hold torch tensors or NumPy arrays.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -22,15 +23,49 @@ class ConversionError(ValueError):
     """A state_dict that does not describe a jaxseq Model: names the key and the shapes."""
 
 
-# (PyTorch key, jaxseq parameter path, transposed?, expected shape from (I, H, O))
-RULES = (
-    ("lstm.weight_ih_l0", ("lstm", "weight_ih"), False, lambda I, H, O: (4 * H, I)),
-    ("lstm.weight_hh_l0", ("lstm", "weight_hh"), False, lambda I, H, O: (4 * H, H)),
-    ("lstm.bias_ih_l0", ("lstm", "bias_ih"), False, lambda I, H, O: (4 * H,)),
-    ("lstm.bias_hh_l0", ("lstm", "bias_hh"), False, lambda I, H, O: (4 * H,)),
-    ("linear.weight", ("linear", "kernel"), True, lambda I, H, O: (O, H)),  # nnx kernel is (H, O)
-    ("linear.bias", ("linear", "bias"), False, lambda I, H, O: (O,)),
-)
+class Architecture(NamedTuple):
+    """What a Model's state_dict describes: the layer kind, sizes, depth and directions."""
+
+    cell: str  # "lstm", "gru" or "rnn"
+    input_size: int
+    hidden: int
+    output_size: int
+    layers: int = 1
+    bidirectional: bool = False
+
+
+MODES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN_TANH"}  # cell -> jaxseq.recurrent mode
+
+
+def model_shapes(arch: Architecture) -> dict[str, tuple[int, ...]]:
+    """The rules: every PyTorch key of the Model's state_dict and its shape, in torch's order.
+
+    `{cell}.{name}` is the recurrent layer's tensor `name` (see `jaxseq.recurrent.parameter_shapes`)
+    and is copied as is. `linear.weight` (O, D*H) is the head's `kernel` (D*H, O), transposed;
+    `linear.bias` (O,) is its `bias`.
+    """
+    layer = parameter_shapes(
+        MODES[arch.cell], arch.input_size, arch.hidden, arch.layers, bidirectional=arch.bidirectional
+    )
+    features = arch.hidden * (2 if arch.bidirectional else 1)
+    return {
+        **{f"{arch.cell}.{name}": shape for name, shape in layer.items()},
+        "linear.weight": (arch.output_size, features),
+        "linear.bias": (arch.output_size,),
+    }
+
+
+def architecture(model: Model) -> Architecture:
+    """The Architecture of a jaxseq Model."""
+    layer = model.recurrent
+    return Architecture(
+        model.cell,
+        layer.input_size,
+        layer.hidden_size,
+        model.linear.out_features,
+        getattr(layer, "num_layers", 1),
+        getattr(layer, "bidirectional", False),
+    )
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -40,38 +75,61 @@ def _to_numpy(value) -> np.ndarray:
     return np.array(value, copy=True)
 
 
-def check_state_dict(state_dict: Mapping) -> tuple[int, int, int]:
-    """Checks keys and shapes against RULES; returns the sizes (I, H, O) they describe."""
-    expected = [rule[0] for rule in RULES]
+def check_state_dict(state_dict: Mapping) -> Architecture:
+    """Reads the architecture off the keys and shapes, then checks every key and shape against
+    `model_shapes` of it; returns it. Raises ConversionError naming the first key that is wrong."""
+    cells = [cell for cell in MODES if f"{cell}.weight_ih_l0" in state_dict]
+    if len(cells) > 1:
+        raise ConversionError(f"state_dict holds more than one recurrent layer ({', '.join(cells)}); a model has one")
+    if not cells:
+        found = ", ".join(list(state_dict)[:4]) or "none"
+        raise ConversionError(
+            "state_dict is missing key 'lstm.weight_ih_l0' (or 'gru.'/'rnn.'): not a jaxseq/torchseq model "
+            f"(keys: {found})"
+        )
+    cell = cells[0]
+    for key, ndim in ((f"{cell}.weight_ih_l0", 2), (f"{cell}.weight_hh_l0", 2), ("linear.bias", 1)):
+        if key not in state_dict:
+            raise ConversionError(f"state_dict is missing key {key!r}")
+        if np.ndim(state_dict[key]) != ndim:
+            raise ConversionError(f"{key}: expected a {ndim}-d tensor, got shape {tuple(np.shape(state_dict[key]))}")
+    layers = 1
+    while f"{cell}.weight_ih_l{layers}" in state_dict:
+        layers += 1
+    arch = Architecture(
+        cell,
+        input_size=np.shape(state_dict[f"{cell}.weight_ih_l0"])[1],
+        hidden=np.shape(state_dict[f"{cell}.weight_hh_l0"])[1],
+        output_size=np.shape(state_dict["linear.bias"])[0],
+        layers=layers,
+        bidirectional=f"{cell}.weight_ih_l0_reverse" in state_dict,
+    )
+    expected = model_shapes(arch)
+    described = f"the {cell} model of {layers} layer{'s' * (layers > 1)}{', bidirectional' * arch.bidirectional}"
     missing = [k for k in expected if k not in state_dict]
     extra = [k for k in state_dict if k not in expected]
     if missing:
-        raise ConversionError(f"state_dict is missing key {missing[0]!r} (expected keys: {', '.join(expected)})")
+        raise ConversionError(f"state_dict is missing key {missing[0]!r}, which {described} has")
     if extra:
-        raise ConversionError(f"state_dict has unexpected key {extra[0]!r} (expected keys: {', '.join(expected)})")
-    shapes = {k: tuple(np.shape(state_dict[k])) for k in expected}
-    for key, _, _, shape_of in RULES:
-        if len(shapes[key]) != len(shape_of(1, 1, 1)):
-            raise ConversionError(f"{key}: expected a {len(shape_of(1, 1, 1))}-d tensor, got shape {shapes[key]}")
-    # input, hidden, output sizes, read off the tensors that hold each one alone
-    sizes = (shapes["lstm.weight_ih_l0"][1], shapes["lstm.weight_hh_l0"][1], shapes["linear.bias"][0])
-    for key, _, _, shape_of in RULES:
-        if shapes[key] != shape_of(*sizes):
+        raise ConversionError(f"state_dict has unexpected key {extra[0]!r} for {described}")
+    for key, shape in expected.items():
+        if tuple(np.shape(state_dict[key])) != shape:
             raise ConversionError(
-                f"{key}: expected shape {shape_of(*sizes)} for input {sizes[0]}, hidden {sizes[1]}, "
-                f"output {sizes[2]}; got {shapes[key]}"
+                f"{key}: expected shape {shape} for {described} with input {arch.input_size}, "
+                f"hidden {arch.hidden}, output {arch.output_size}; got {tuple(np.shape(state_dict[key]))}"
             )
     dtypes = {_to_numpy(state_dict[k]).dtype for k in expected}
     if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
         raise ConversionError(f"state_dict tensors must all be float32 or all float64; got {sorted(map(str, dtypes))}")
-    return sizes
+    return arch
 
 
 def from_torch(obj, *, kind: str | None = None, **options):
     """A jaxseq Model with exactly the weights of a torchseq model or its state_dict.
 
     `obj` is a torch module (anything with `.state_dict()`, e.g. `torchseq.Model`)
-    or a mapping of PyTorch keys to tensors or NumPy arrays. The dtype is kept.
+    or a mapping of PyTorch keys to tensors or NumPy arrays. The dtype is kept, and the
+    architecture (cell, layers, directions, sizes) is read off the keys and shapes.
 
     A torch.nn.LSTM, GRU or RNN module (or a subclass) becomes the `jaxseq.recurrent` layer with
     the same options and weights; so does the state_dict of one, given `kind` ("lstm", "gru" or
@@ -91,13 +149,27 @@ def from_torch(obj, *, kind: str | None = None, **options):
     state_dict = obj.state_dict() if hasattr(obj, "state_dict") else obj
     if not isinstance(state_dict, Mapping):
         raise ConversionError(f"expected a torch module or a state_dict mapping, got {type(obj).__name__}")
-    input_size, hidden, output_size = check_state_dict(state_dict)
+    arch = check_state_dict(state_dict)
     arrays = {key: _to_numpy(value) for key, value in state_dict.items()}
-    dtype = enable_dtype(arrays["lstm.weight_ih_l0"].dtype)
-    model = nnx.eval_shape(lambda: Model(input_size, hidden, output_size, param_dtype=dtype, rngs=nnx.Rngs(0)))
-    for key, (module, name), transposed, _ in RULES:
-        value = arrays[key].T if transposed else arrays[key]
-        setattr(getattr(model, module), name, nnx.Param(jnp.asarray(value, dtype)))
+    dtype = enable_dtype(arrays[f"{arch.cell}.weight_ih_l0"].dtype)
+    model = nnx.eval_shape(
+        lambda: Model(
+            arch.input_size,
+            arch.hidden,
+            arch.output_size,
+            cell=arch.cell,
+            num_layers=arch.layers,
+            bidirectional=arch.bidirectional,
+            param_dtype=dtype,
+            rngs=nnx.Rngs(0),
+        )
+    )
+    for key in model_shapes(arch):
+        module, name = key.split(".")
+        if key == "linear.weight":
+            model.linear.kernel = nnx.Param(jnp.asarray(arrays[key].T, dtype))
+        else:
+            setattr(getattr(model, module), name, nnx.Param(jnp.asarray(arrays[key], dtype)))
     return model
 
 
@@ -110,9 +182,13 @@ def to_torch_state_dict(model: Model) -> dict[str, np.ndarray]:
     if isinstance(model, RNNBase):
         return recurrent_state_dict(model)
     state_dict = {}
-    for key, (module, name), transposed, _ in RULES:
-        value = np.array(getattr(getattr(model, module), name)[...])  # a writable copy
-        state_dict[key] = np.ascontiguousarray(value.T if transposed else value)
+    for key in model_shapes(architecture(model)):
+        module, name = key.split(".")
+        if key == "linear.weight":
+            value = np.array(model.linear.kernel[...]).T
+        else:
+            value = np.array(getattr(getattr(model, module), name)[...])  # a writable copy
+        state_dict[key] = np.ascontiguousarray(value)
     check_state_dict(state_dict)
     return state_dict
 
@@ -187,18 +263,25 @@ def save_weights(model: Model, path) -> None:
     write_weights_file(to_torch_state_dict(model), path, "safetensors")
 
 
-def check_weights_fit(state_dict: Mapping, *, dtype, hidden: int, input_size: int, output_size: int, source) -> None:
-    """Raises ConversionError unless the state_dict has this dtype and these sizes."""
-    sizes = check_state_dict(state_dict)
+def check_weights_fit(state_dict: Mapping, config, *, input_size: int, output_size: int, source) -> None:
+    """Raises ConversionError unless the state_dict is a model of the run's dtype, cell, layers,
+    directions and sizes (`config` is a TrainConfig)."""
+    arch = check_state_dict(state_dict)
     found = _to_numpy(next(iter(state_dict.values()))).dtype
-    if found != np.dtype(dtype):
-        raise ConversionError(f"{source}: weights are {found}, but --dtype is {np.dtype(dtype)}")
-    for name, have, want in zip(
-        ("input size", "hidden size", "output size"), sizes, (input_size, hidden, output_size), strict=True
-    ):
-        if have != want:
-            hint = " (--hidden)" if name == "hidden size" else " (the data's features)"
-            raise ConversionError(f"{source}: weights have {name} {have}, but the run needs {want}{hint}")
+    if found != np.dtype(config.dtype):
+        raise ConversionError(f"{source}: weights are {found}, but --dtype is {np.dtype(config.dtype)}")
+    want = Architecture(config.cell, input_size, config.hidden, output_size, config.layers, config.bidirectional)
+    hints = {
+        "cell": "--cell",
+        "input_size": "the data's input features",
+        "hidden": "--hidden",
+        "output_size": "the data's target features",
+        "layers": "--layers",
+        "bidirectional": "--bidirectional",
+    }
+    for name, have, need in zip(Architecture._fields, arch, want, strict=True):
+        if have != need:
+            raise ConversionError(f"{source}: weights have {name} {have}, but the run needs {need} ({hints[name]})")
 
 
 def load_weights(path) -> Model:

@@ -1,16 +1,19 @@
-"""The model: an LSTM layer with PyTorch's parameterization, and LSTM + linear head.
+"""The model: a recurrent layer (LSTM, GRU or RNN) and a linear head, as torchseq's.
 
-Parameters are stored exactly as torch.nn.LSTM stores them (same names, shapes,
-gate order), so conversion is a table of copies (see `jaxseq.convert`).
+Parameters are stored exactly as torch.nn.LSTM/GRU/RNN and nn.Linear store them (same names,
+shapes, gate order), so conversion is a table of copies (see `jaxseq.convert`). The seed's
+configuration (one LSTM layer, one direction) runs on `LSTM` below, whose backward pass is
+written by hand; every other configuration on the general layers of `jaxseq.recurrent`.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from jaxseq import recurrent
+from jaxseq.recurrent import torch_uniform
 
 
 def enable_dtype(dtype) -> jnp.dtype:
@@ -21,18 +24,11 @@ def enable_dtype(dtype) -> jnp.dtype:
     return dtype
 
 
-def torch_uniform(fan_in: int) -> nnx.Initializer:
-    """PyTorch's LSTM and Linear initialiser: uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
 class LSTM(nnx.Module):
     """One LSTM layer, parameterized and called like `torch.nn.LSTM(I, H, batch_first=True)`.
+
+    The parameters are torch's: weight_ih_l0 (4H, I), weight_hh_l0 (4H, H), bias_ih_l0 and
+    bias_hh_l0 (4H,).
 
     With gates in PyTorch's order i, f, g, o, for each time step t:
 
@@ -78,10 +74,10 @@ class LSTM(nnx.Module):
             b_hh = jnp.zeros((4 * H,), param_dtype)
         else:
             raise ValueError(f"init must be 'torch' or 'flax'; got {init!r}")
-        self.weight_ih = nnx.Param(w_ih)  # (4H, I)
-        self.weight_hh = nnx.Param(w_hh)  # (4H, H)
-        self.bias_ih = nnx.Param(b_ih)  # (4H,)
-        self.bias_hh = nnx.Param(b_hh)  # (4H,)
+        self.weight_ih_l0 = nnx.Param(w_ih)  # (4H, I)
+        self.weight_hh_l0 = nnx.Param(w_hh)  # (4H, H)
+        self.bias_ih_l0 = nnx.Param(b_ih)  # (4H,)
+        self.bias_hh_l0 = nnx.Param(b_hh)  # (4H,)
 
     def __call__(self, x_BxTxI, state=None):
         """Runs the layer over a batch-first sequence.
@@ -92,7 +88,7 @@ class LSTM(nnx.Module):
         Returns:
           (output_BxTxH, (h_n_1xBxH, c_n_1xBxH)), as PyTorch returns it.
         """
-        w_ih_4HxI = self.weight_ih[...]
+        w_ih_4HxI = self.weight_ih_l0[...]
         dtype = w_ih_4HxI.dtype
         x_BxTxI = jnp.asarray(x_BxTxI, dtype)
         B, _, _ = x_BxTxI.shape
@@ -105,8 +101,8 @@ class LSTM(nnx.Module):
 
         # The input projection does not depend on the state: one matmul for all steps, time-major.
         x_TxBxI = jnp.swapaxes(x_BxTxI, 0, 1)
-        xw_TxBx4H = jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + (self.bias_ih[...] + self.bias_hh[...])
-        h_TxBxH, c_n_BxH = lstm_recurrence(xw_TxBx4H, self.weight_hh[...], h0_BxH, c0_BxH)
+        xw_TxBx4H = jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + (self.bias_ih_l0[...] + self.bias_hh_l0[...])
+        h_TxBxH, c_n_BxH = lstm_recurrence(xw_TxBx4H, self.weight_hh_l0[...], h0_BxH, c0_BxH)
         return jnp.swapaxes(h_TxBxH, 0, 1), (h_TxBxH[-1][None], c_n_BxH[None])
 
 
@@ -205,14 +201,24 @@ def _lstm_recurrence_bwd(residuals, cotangents):
 lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
 
 
-class Model(nnx.Module):
-    """The seed question's model: LSTM, then a linear head at every time step.
+LAYERS = {"lstm": recurrent.LSTM, "gru": recurrent.GRU, "rnn": recurrent.RNN}
 
-    (B, T, I) -> (B, T, O). Names mirror torchseq's module (`lstm`, `linear`).
+
+class Model(nnx.Module):
+    """The seed question's model, generalised as torchseq's: a recurrent layer, then a linear head
+    at every time step. (B, T, I) -> (B, T, O).
+
+    The recurrent layer is the attribute named by `cell` ("lstm", "gru" or "rnn"), as in torchseq,
+    so parameter paths read like PyTorch's keys (`lstm.weight_ih_l0`, `gru.weight_hh_l1_reverse`).
+    With `num_layers` 1 and one direction, the LSTM is `jaxseq.model.LSTM` (fast backward pass);
+    otherwise it is `jaxseq.recurrent.LSTM`/`GRU`/`RNN` (batch_first). The head sees both
+    directions' outputs, concatenated (D*H features).
 
     >>> model = Model(hidden_size=100, rngs=nnx.Rngs(0))
     >>> model(jnp.zeros((1, 21, 1))).shape
     (1, 21, 1)
+    >>> Model(1, 16, 1, cell="gru", num_layers=2, bidirectional=True, rngs=nnx.Rngs(0)).gru.num_layers
+    2
     """
 
     def __init__(
@@ -221,17 +227,39 @@ class Model(nnx.Module):
         hidden_size: int = 100,
         output_size: int = 1,
         *,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
         init: str = "torch",
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.lstm = LSTM(input_size, hidden_size, init=init, param_dtype=param_dtype, rngs=rngs)
-        if init == "torch":
-            kernel_init, bias_init = torch_uniform(hidden_size), torch_uniform(hidden_size)
+        if cell not in LAYERS:
+            raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {cell!r}")
+        self.cell = cell
+        self.input_size = input_size
+        if (cell, num_layers, bidirectional) == ("lstm", 1, False):
+            layer = LSTM(input_size, hidden_size, init=init, param_dtype=param_dtype, rngs=rngs)
+        elif init != "torch":
+            raise ValueError(f"init={init!r} is for the single-layer, one-direction LSTM only")
+        else:
+            layer = LAYERS[cell](
+                input_size,
+                hidden_size,
+                num_layers=num_layers,
+                batch_first=True,
+                bidirectional=bidirectional,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+        setattr(self, cell, layer)
+        features = hidden_size * (2 if bidirectional else 1)
+        if init == "torch":  # nn.Linear's rule: uniform in ±1/sqrt(fan_in)
+            kernel_init, bias_init = torch_uniform(features), torch_uniform(features)
         else:
             kernel_init, bias_init = nnx.initializers.lecun_normal(), nnx.initializers.zeros_init()
         self.linear = nnx.Linear(
-            hidden_size,
+            features,
             output_size,
             kernel_init=kernel_init,
             bias_init=bias_init,
@@ -240,6 +268,11 @@ class Model(nnx.Module):
             rngs=rngs,
         )
 
+    @property
+    def recurrent(self) -> nnx.Module:
+        """The recurrent layer (`self.lstm`, `self.gru` or `self.rnn`)."""
+        return getattr(self, self.cell)
+
     def __call__(self, x_BxTxI):
-        output_BxTxH, _ = self.lstm(x_BxTxI)
-        return self.linear(output_BxTxH)
+        output_BxTxF, _ = self.recurrent(x_BxTxI)
+        return self.linear(output_BxTxF)

@@ -162,8 +162,7 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
         from jaxseq.convert import check_weights_fit, from_torch, read_weights_file
 
         state_dict = read_weights_file(config.init_from)
-        sizes = dict(hidden=config.hidden, input_size=input_size, output_size=output_size)
-        check_weights_fit(state_dict, dtype=config.dtype, source=config.init_from, **sizes)
+        check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
         return from_torch(state_dict)
     if config.init_from_torch is not None:
         try:
@@ -172,10 +171,20 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
             raise ImportError(f"--init-from-torch needs PyTorch ({e}); install jaxseq[torch]") from None
         from jaxseq.convert import from_torch
 
+        layers = dict(cell=config.cell, layers=config.layers, bidirectional=config.bidirectional)
         seed = config.init_from_torch
-        return from_torch(torchseq.build_model(config.hidden, seed, config.dtype, input_size, output_size))
-    rngs = nnx.Rngs(config.seed)
-    return Model(input_size, config.hidden, output_size, init=config.init, param_dtype=dtype, rngs=rngs)
+        return from_torch(torchseq.build_model(config.hidden, seed, config.dtype, input_size, output_size, **layers))
+    return Model(
+        input_size,
+        config.hidden,
+        output_size,
+        cell=config.cell,
+        num_layers=config.layers,
+        bidirectional=config.bidirectional,
+        init=config.init,
+        param_dtype=dtype,
+        rngs=nnx.Rngs(config.seed),
+    )
 
 
 def select_device(platform: str | None) -> jax.Device:

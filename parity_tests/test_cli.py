@@ -41,10 +41,10 @@ def test_train_writes_the_run(prog, tmp_path):
     if prog == "jaxseq":
         assert summary["platform"] == "cpu" and summary["compile_seconds"] > 0
         reloaded = jaxseq.load_weights(out)
-        assert reloaded.lstm.weight_hh[...].shape == (32, 8)
+        assert reloaded.lstm.weight_hh_l0[...].shape == (32, 8)
     else:
         state_dict = torch.load(out / "model.pt", weights_only=True)
-        assert jaxseq.from_torch(state_dict).lstm.weight_hh[...].shape == (32, 8)
+        assert jaxseq.from_torch(state_dict).lstm.weight_hh_l0[...].shape == (32, 8)
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 

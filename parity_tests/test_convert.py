@@ -6,7 +6,7 @@ import torch
 
 import jaxseq
 import torchseq
-from jaxseq.convert import RULES, ConversionError, check_state_dict, load_weights, save_weights
+from jaxseq.convert import Architecture, ConversionError, check_state_dict, load_weights, model_shapes, save_weights
 from parity_tests.helpers import torch_state_dict_numpy
 
 
@@ -37,10 +37,10 @@ def test_from_torch_copies():
     """Updating the torch model afterwards (optimizers work in place) must not change the jaxseq model."""
     t_model = torchseq.build_model(4, seed=0)
     j_model = jaxseq.from_torch(t_model)
-    before = np.asarray(j_model.lstm.weight_hh[...]).copy()
+    before = np.asarray(j_model.lstm.weight_hh_l0[...]).copy()
     with torch.no_grad():
         t_model.lstm.weight_hh_l0.add_(1.0)
-    np.testing.assert_array_equal(np.asarray(j_model.lstm.weight_hh[...]), before)
+    np.testing.assert_array_equal(np.asarray(j_model.lstm.weight_hh_l0[...]), before)
 
 
 def good_state_dict(hidden=6):
@@ -51,7 +51,15 @@ def good_state_dict(hidden=6):
     "mutate,message",
     [
         (lambda sd: sd.pop("lstm.bias_hh_l0"), "missing key 'lstm.bias_hh_l0'"),
-        (lambda sd: sd.__setitem__("lstm.weight_ih_l1", sd["lstm.weight_ih_l0"]), "unexpected key 'lstm.weight_ih_l1'"),
+        (lambda sd: sd.__setitem__("lstm.weight_hr_l0", np.zeros((2, 6))), "unexpected key 'lstm.weight_hr_l0'"),
+        (
+            lambda sd: sd.__setitem__("lstm.weight_ih_l1", np.zeros((24, 6))),
+            "missing key 'lstm.weight_hh_l1', which the lstm model of 2 layers has",
+        ),
+        (
+            lambda sd: sd.__setitem__("gru.weight_ih_l0", np.zeros((18, 1))),
+            r"more than one recurrent layer \(lstm, gru\)",
+        ),
         (
             lambda sd: sd.__setitem__("lstm.bias_ih_l0", np.zeros(7)),
             r"lstm.bias_ih_l0: expected shape \(24,\).*got \(7,\)",
@@ -65,7 +73,10 @@ def good_state_dict(hidden=6):
         (lambda sd: sd.__setitem__("linear.bias", np.zeros(1, np.float32)), "all be float32 or all float64"),
         (lambda sd: sd.__setitem__("linear.bias", np.zeros(1, np.int64)), "all be float32 or all float64"),
     ],
-    ids=["missing", "extra", "bias_shape", "transposed_head", "hidden_mismatch", "rank", "mixed_dtype", "int"],
+    ids=[
+        *("missing", "extra", "half_layer", "two_cells", "bias_shape"),
+        *("transposed_head", "hidden_mismatch", "rank", "mixed_dtype", "int"),
+    ],
 )
 def test_malformed_state_dict_is_named(mutate, message):
     state_dict = good_state_dict()
@@ -74,9 +85,15 @@ def test_malformed_state_dict_is_named(mutate, message):
         jaxseq.from_torch(state_dict)
 
 
-def test_rules_cover_torchseq_exactly():
-    assert [rule[0] for rule in RULES] == list(torchseq.build_model(3).state_dict()), "RULES out of step with torch"
-    assert check_state_dict(good_state_dict(9)) == (1, 9, 1)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["one_way", "bidirectional"])
+def test_rules_cover_torchseq_exactly(cell, layers, bidirectional):
+    arch = Architecture(cell, 2, 9, 3, layers, bidirectional)
+    t_model = torchseq.build_model(9, 0, "float64", 2, 3, cell=cell, layers=layers, bidirectional=bidirectional)
+    expected = {k: tuple(v.shape) for k, v in t_model.state_dict().items()}
+    assert model_shapes(arch) == expected and list(model_shapes(arch)) == list(expected), "rules out of step with torch"
+    assert check_state_dict(torch_state_dict_numpy(t_model)) == arch
 
 
 def test_weights_file_round_trip(tmp_path):

@@ -9,7 +9,6 @@ from flax import nnx
 
 import jaxseq
 import torchseq
-from jaxseq.convert import RULES
 from parity_tests.helpers import FORWARD_ATOL, assert_close
 
 
@@ -18,9 +17,8 @@ def lstm_pair(input_size, hidden, dtype, seed=0):
     torch.manual_seed(seed)
     t_lstm = torch.nn.LSTM(input_size, hidden, batch_first=True).to(getattr(torch, dtype))
     j_lstm = jaxseq.LSTM(input_size, hidden, param_dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
-    for torch_key, (_, name), _, _ in (r for r in RULES if r[0].startswith("lstm.")):
-        value = getattr(t_lstm, torch_key.removeprefix("lstm.")).detach().numpy()
-        setattr(j_lstm, name, nnx.Param(jnp.asarray(value)))
+    for name, value in t_lstm.state_dict().items():  # the same names on both sides
+        setattr(j_lstm, name, nnx.Param(jnp.asarray(value.numpy())))
     return t_lstm, j_lstm
 
 
@@ -72,13 +70,13 @@ def test_lstm_initialisers():
     H = 64
     lstm = jaxseq.LSTM(1, H, rngs=nnx.Rngs(0))
     bound = 1 / np.sqrt(H)
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
         value = np.asarray(getattr(lstm, name)[...])
         assert np.abs(value).max() <= bound, f"{name} exceeds the bound {bound}"
         assert np.abs(value).max() > 0.9 * bound, f"{name} does not fill ±{bound}"
     flax_lstm = jaxseq.LSTM(1, H, init="flax", rngs=nnx.Rngs(0))
-    assert not np.any(np.asarray(flax_lstm.bias_ih[...])) and not np.any(np.asarray(flax_lstm.bias_hh[...]))
-    w_hh_f = np.asarray(flax_lstm.weight_hh[...])[H : 2 * H]  # the forget gate's recurrent kernel
+    assert not np.any(np.asarray(flax_lstm.bias_ih_l0[...])) and not np.any(np.asarray(flax_lstm.bias_hh_l0[...]))
+    w_hh_f = np.asarray(flax_lstm.weight_hh_l0[...])[H : 2 * H]  # the forget gate's recurrent kernel
     assert_close("forget-gate W_hh is orthogonal", w_hh_f @ w_hh_f.T, np.eye(H), atol=1e-5)
     with pytest.raises(ValueError, match="init"):
         jaxseq.LSTM(1, H, init="xavier", rngs=nnx.Rngs(0))
@@ -87,5 +85,5 @@ def test_lstm_initialisers():
 def test_different_seeds_give_different_weights():
     a = jaxseq.Model(hidden_size=8, rngs=nnx.Rngs(0))
     b = jaxseq.Model(hidden_size=8, rngs=nnx.Rngs(1))
-    assert not np.array_equal(np.asarray(a.lstm.weight_hh[...]), np.asarray(b.lstm.weight_hh[...]))
+    assert not np.array_equal(np.asarray(a.lstm.weight_hh_l0[...]), np.asarray(b.lstm.weight_hh_l0[...]))
     assert jax.tree.structure(nnx.state(a)) == jax.tree.structure(nnx.state(b))

@@ -239,8 +239,8 @@ def test_single_layer_lstm_matches_jaxseq_lstm():
     """recurrent.LSTM(num_layers=1, batch_first=True) computes what jaxseq.LSTM (the Model's layer) does."""
     general = LSTM(2, 7, batch_first=True, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
     single = jaxseq.LSTM(2, 7, param_dtype=jnp.float64, rngs=nnx.Rngs(1))
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        setattr(single, name, nnx.Param(getattr(general, f"{name}_l0")[...]))
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        setattr(single, name, nnx.Param(getattr(general, name)[...]))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 9, 2)))
     (out, (h, c)), (out_1, (h_1, c_1)) = general(x), single(x)
     for name, a, b in (("output", out, out_1), ("h_n", h, h_1), ("c_n", c, c_1)):

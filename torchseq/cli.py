@@ -70,8 +70,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
     model = load_model(args.weights)
     batch = predict_batch(args, str(next(model.parameters()).dtype).removeprefix("torch."))
-    if batch[0].shape[-1] != model.lstm.input_size:
-        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.lstm.input_size}")
+    if batch[0].shape[-1] != model.recurrent.input_size:
+        raise ValueError(
+            f"--data has {batch[0].shape[-1]} input features; the weights take {model.recurrent.input_size}"
+        )
     finish_predict(args.out, batch, predict(model, batch[0]))
     return 0
 

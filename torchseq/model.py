@@ -1,35 +1,68 @@
-"""The seed question's model in PyTorch: nn.LSTM(1, H, batch_first=True), then nn.Linear(H, 1)."""
+"""The seed question's model in PyTorch: nn.LSTM(1, H, batch_first=True), then nn.Linear(H, 1);
+generalised to nn.GRU and nn.RNN, stacked layers and two directions."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
 
 class Model(nn.Module):
-    """LSTM + linear head at every step: (B, T, I) -> (B, T, O).
+    """A recurrent layer + linear head at every step: (B, T, I) -> (B, T, O).
 
-    Submodules are created in the original script's order (LSTM first, then
-    Linear), so `torch.manual_seed(s)` followed by `Model(...)` draws the same
-    weights as the script.
+    The recurrent layer is the attribute named by `cell` (`self.lstm`, `self.gru`, `self.rnn`),
+    batch_first; the head takes both directions' outputs (D*H features). Submodules are created
+    in the original script's order (recurrent layer first, then Linear), so `torch.manual_seed(s)`
+    followed by `Model(...)` draws the same weights as the script.
     """
 
-    def __init__(self, input_size: int = 1, hidden_size: int = 100, output_size: int = 1):
+    def __init__(
+        self,
+        input_size: int = 1,
+        hidden_size: int = 100,
+        output_size: int = 1,
+        *,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+    ):
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=1, batch_first=True)
-        self.linear = nn.Linear(hidden_size, output_size)
+        if cell not in LAYERS:
+            raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {cell!r}")
+        self.cell = cell
+        layer = LAYERS[cell](
+            input_size, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        self.add_module(cell, layer)
+        self.linear = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
+
+    @property
+    def recurrent(self) -> nn.RNNBase:
+        """The recurrent layer (`self.lstm`, `self.gru` or `self.rnn`)."""
+        return getattr(self, self.cell)
 
     def forward(self, x_BxTxI: torch.Tensor) -> torch.Tensor:
-        output_BxTxH, _ = self.lstm(x_BxTxI)
-        return self.linear(output_BxTxH)
+        output_BxTxF, _ = self.recurrent(x_BxTxI)
+        return self.linear(output_BxTxF)
 
 
 def build_model(
-    hidden: int = 100, seed: int = 0, dtype: str = "float64", input_size: int = 1, output_size: int = 1
+    hidden: int = 100,
+    seed: int = 0,
+    dtype: str = "float64",
+    input_size: int = 1,
+    output_size: int = 1,
+    *,
+    cell: str = "lstm",
+    layers: int = 1,
+    bidirectional: bool = False,
 ) -> Model:
-    """Exactly the original script's initialisation: seed, LSTM, Linear, cast to `dtype`."""
+    """Exactly the original script's initialisation: seed, recurrent layer, Linear, cast to `dtype`."""
     torch.manual_seed(seed)
-    return Model(input_size, hidden, output_size).to(getattr(torch, dtype))
+    model = Model(input_size, hidden, output_size, cell=cell, num_layers=layers, bidirectional=bidirectional)
+    return model.to(getattr(torch, dtype))
 
 
 def load_model(path) -> Model:
@@ -43,8 +76,15 @@ def from_state_dict(state_dict) -> Model:
     """A Model holding a checked NumPy state_dict (see jaxseq.convert.check_state_dict), in its dtype."""
     from jaxseq.convert import check_state_dict
 
-    input_size, hidden, output_size = check_state_dict(state_dict)
+    arch = check_state_dict(state_dict)
     dtype = str(next(iter(state_dict.values())).dtype)
-    model = Model(input_size, hidden, output_size).to(getattr(torch, dtype))
+    model = Model(
+        arch.input_size,
+        arch.hidden,
+        arch.output_size,
+        cell=arch.cell,
+        num_layers=arch.layers,
+        bidirectional=arch.bidirectional,
+    ).to(getattr(torch, dtype))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
     return model

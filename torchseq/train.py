@@ -40,18 +40,12 @@ def sequence_loss(pred_BxTxO: torch.Tensor, y_BxTxO: torch.Tensor, reduction: st
 def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
     """The run's starting model: the weights in --init-from, or the original script's initialisation."""
     if config.init_from is None:
-        return build_model(config.hidden, config.seed, config.dtype, input_size, output_size)
+        layers = dict(cell=config.cell, layers=config.layers, bidirectional=config.bidirectional)
+        return build_model(config.hidden, config.seed, config.dtype, input_size, output_size, **layers)
     from jaxseq.convert import check_weights_fit, read_weights_file
 
     state_dict = read_weights_file(config.init_from)
-    check_weights_fit(
-        state_dict,
-        dtype=config.dtype,
-        hidden=config.hidden,
-        input_size=input_size,
-        output_size=output_size,
-        source=config.init_from,
-    )
+    check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
     return from_state_dict(state_dict)
 
 
@@ -176,12 +170,13 @@ def load_checkpoint(run_dir) -> TorchCheckpoint:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     from jaxseq.convert import check_state_dict
 
+    config = payload["config"]
     try:
-        hidden = check_state_dict(payload["model"])[1]
+        arch = check_state_dict(payload["model"])
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    if hidden != payload["config"].hidden:
-        raise CheckpointError(
-            f"{path}: weights of hidden size {hidden} in a run of --hidden {payload['config'].hidden}"
-        )
+    if arch.hidden != config.hidden:
+        raise CheckpointError(f"{path}: weights of hidden size {arch.hidden} in a run of --hidden {config.hidden}")
+    if (arch.cell, arch.layers, arch.bidirectional) != (config.cell, config.layers, config.bidirectional):
+        raise CheckpointError(f"{path}: the weights are not the recorded run's --cell, --layers, --bidirectional")
     return TorchCheckpoint(**payload)
