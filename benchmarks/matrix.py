@@ -51,17 +51,19 @@ class JaxCell:
         from flax import nnx
 
         from jaxseq.config import TrainConfig
+        from jaxseq.task import Sequences
         from jaxseq.training import TrainState, init_model, make_optimizer, train_chunk
 
         config = TrainConfig(hidden=hidden, length=length, dtype=dtype, chunk=chunk)
         graphdef, params = nnx.split(init_model(config))
         tx = make_optimizer(config.optimizer, config.lr)
-        self.batch = jax.device_put(tuple(jnp.asarray(a) for a in random_batch(batch, length, dtype)))
+        self.batch = jax.device_put(Sequences(*(jnp.asarray(a) for a in random_batch(batch, length, dtype))))
+        self.key = jax.random.key_data(jax.random.key(0))  # unused: every step sees the whole batch
         self.state = TrainState(params, tx.init(params))
         self.chunk = chunk
         start = time.perf_counter()
         static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
-        self.compiled = train_chunk.lower(self.state, self.batch, chunk, **static).compile()
+        self.compiled = train_chunk.lower(self.state, self.batch, self.key, 0, chunk, **static).compile()
         self.compile_seconds = time.perf_counter() - start
 
     def run(self, steps: int) -> float:
@@ -70,7 +72,7 @@ class JaxCell:
 
         start = time.perf_counter()
         for _ in range(steps // self.chunk):
-            self.state, losses = self.compiled(self.state, self.batch, self.chunk)
+            self.state, losses = self.compiled(self.state, self.batch, self.key, 0, self.chunk)
             np.asarray(losses)
         return time.perf_counter() - start
 

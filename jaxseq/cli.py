@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from jaxseq.config import TrainConfig, add_arguments, from_args
+from jaxseq.config import TASKS, TrainConfig, add_arguments, from_args
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,41 +64,69 @@ def add_train_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", l
         )
 
 
-def finish_train(prog: str, out, config: TrainConfig, batch, losses, summary: dict, predict, save_weights) -> None:
-    """Writes a finished run into `out` (see jaxseq.outputs.write_run) and prints its summary line."""
+def add_host_arguments(p: argparse.ArgumentParser) -> None:
+    """Options to run one program over several processes (hosts) with `jax.distributed`."""
+    hosts = p.add_argument_group("several hosts (jax.distributed; run the same command on every host)")
+    hosts.add_argument(
+        "--distributed", action="store_true", help="join a multi-host run (Slurm, Open MPI: detected by JAX)"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in all (implies --distributed)")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (implies --distributed)")
+
+
+def join_hosts(args: argparse.Namespace) -> bool:
+    """Calls `jax.distributed.initialize` when asked to; True if this process writes the outputs
+    (process 0, or the only one). Must run before anything else uses JAX."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and given == (None, None, None):
+        return True
+    from jaxseq import devices
+
+    devices.initialize(*given)
+    return devices.is_main_process()
+
+
+def finish_train(prog: str, out, config: TrainConfig, data, losses, summary: dict, predict, save_weights) -> None:
+    """Writes a finished run into `out` (see jaxseq.outputs.write_run) and prints its summary line.
+
+    `data` is the run's Sequences; `predict(x, lengths)` the trained model's outputs for them."""
     from jaxseq import outputs
 
-    x, y = batch
     summary = {"final_loss": float(losses[-1]), "steps": config.steps, **summary}
     summary["config"] = dataclasses.asdict(config)
-    outputs.write_run(out, name=prog, losses=losses, summary=summary, y=y, pred=predict(x), save_weights=save_weights)
+    pred = predict(data.x, data.lengths)
+    outputs.write_run(out, name=prog, losses=losses, summary=summary, data=data, pred=pred, save_weights=save_weights)
     speed = f"{summary['steps_per_second']:.0f} steps/s"
     if "compile_seconds" in summary:
         speed += f" (compile {summary['compile_seconds']:.1f} s) on {summary['platform']}"
+        if summary["devices"] > 1:
+            speed += f" x {summary['devices']} devices"
     print(f"{prog}: {config.steps} steps, final loss {losses[-1]:.3e}, {speed}; wrote {out}/")
 
 
-def start_run(args: argparse.Namespace, load_checkpoint):
+def start_run(args: argparse.Namespace, load_checkpoint, *, write: bool = True):
     """(config, batch, out, checkpoint or None) for a train command: a new run, or --resume DIR.
 
-    Every input is read and checked before the output directory is created.
+    Every input is read and checked before the output directory is created (if `write`; a
+    process of a multi-host run other than process 0 writes nothing and gets out=None).
     """
     from jaxseq import outputs
     from jaxseq.config import resumed_config
-    from jaxseq.task import load_batch
+    from jaxseq.task import load_sequences
 
     if args.resume is None:
         config, out, checkpoint = from_args(args), args.out, None
     else:
         checkpoint = load_checkpoint(args.resume)
         config, out = resumed_config(args, checkpoint.config), args.resume
-    batch = load_batch(config)
+    batch = load_sequences(config)
     if config.init_from is not None:
         from jaxseq.convert import check_weights_fit, read_weights_file
 
-        sizes = dict(input_size=batch[0].shape[-1], output_size=batch[1].shape[-1])
+        sizes = dict(input_size=batch.x.shape[-1], output_size=batch.y.shape[-1])
         check_weights_fit(read_weights_file(config.init_from), config, source=config.init_from, **sizes)
-    return config, batch, outputs.prepare_out_dir(out), checkpoint
+    return config, batch, outputs.prepare_out_dir(out) if write else None, checkpoint
 
 
 def checkpoint_writer(out, save):
@@ -121,9 +149,10 @@ def stop_on_divergence(out, error) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    write = join_hosts(args)
     from jaxseq import checkpoint
 
-    config, batch, out, resume = start_run(args, checkpoint.load)
+    config, batch, out, resume = start_run(args, checkpoint.load, write=write)
     import jax
     import numpy as np
 
@@ -138,10 +167,14 @@ def train_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        on_checkpoint = checkpoint_writer(out, save)
+        on_checkpoint = checkpoint_writer(out, save) if write else None
         result = train(config, batch=batch, progress=args.progress, resume=resume, on_checkpoint=on_checkpoint)
     except DivergenceError as e:
+        if not write:
+            raise FloatingPointError(str(e)) from None
         stop_on_divergence(out, e)
+    if not write:
+        return 0
     summary = {
         "framework": "jax",
         "steps_per_second": result.steps_per_second,
@@ -149,6 +182,8 @@ def train_command(args: argparse.Namespace) -> int:
         "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
         "platform": result.platform,
+        "devices": result.devices,
+        "processes": jax.process_count(),
         "jax_version": jax.__version__,
     }
     finish_train(
@@ -158,7 +193,7 @@ def train_command(args: argparse.Namespace) -> int:
         batch,
         result.losses,
         summary,
-        predict=lambda x: np.asarray(result.model(x)),
+        predict=lambda x, lengths: np.asarray(result.model(x, lengths)),
         save_weights=lambda path: save_weights(result.model, path),
     )
     return 0
@@ -216,19 +251,21 @@ def add_predict_arguments(p: argparse.ArgumentParser, *, framework: str = "jax")
     p.add_argument("--weights", required=True, help="a run directory, or a .safetensors / .pt file")
     d = TrainConfig()
     p.add_argument("--data", default=None, metavar="FILE", help="CSV/.npy/.npz inputs and targets (the task)")
+    p.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s)")
+    p.add_argument("--sequences", type=int, default=d.sequences, help="task: sequences (%(default)s)")
     p.add_argument("--length", type=int, default=d.length, help="task: sequence length (%(default)s)")
     p.add_argument("--spacing", type=float, default=d.spacing, help="task: input spacing (%(default)s)")
     p.add_argument("--shift", type=float, default=d.shift, help="task: target = input + shift (%(default)s)")
+    p.add_argument("--data-seed", type=int, default=d.data_seed, help="task: seed of the data (%(default)s)")
     p.add_argument("--out", default="predictions.csv", help="CSV file to write (%(default)s)")
 
 
 def predict_batch(args: argparse.Namespace, dtype: str):
     """The (x, y) that `predict` runs on, in the weights' dtype."""
-    from jaxseq.task import load_batch
+    from jaxseq.task import load_sequences
 
-    return load_batch(
-        TrainConfig(length=args.length, spacing=args.spacing, shift=args.shift, data=args.data, dtype=dtype)
-    )
+    names = ("data", "task", "sequences", "length", "spacing", "shift", "data_seed")
+    return load_sequences(TrainConfig(dtype=dtype, **{name: getattr(args, name) for name in names}))
 
 
 def finish_predict(out, batch, pred) -> None:
@@ -236,7 +273,7 @@ def finish_predict(out, batch, pred) -> None:
 
     from jaxseq import outputs
 
-    outputs.write_text(Path(out), outputs.predictions_csv(*batch, pred))
+    outputs.write_text(Path(out), outputs.predictions_csv(batch, pred))
     print(f"wrote {len(batch[0])} sequence(s) of {batch[0].shape[1]} steps to {out}")
 
 
@@ -247,9 +284,9 @@ def predict_command(args: argparse.Namespace) -> int:
 
     model = load_weights(args.weights)
     batch = predict_batch(args, str(model.linear.kernel[...].dtype))
-    if batch[0].shape[-1] != model.input_size:
-        raise ValueError(f"--data has {batch[0].shape[-1]} input features; the weights take {model.input_size}")
-    finish_predict(args.out, batch, np.asarray(model(batch[0])))
+    if batch.x.shape[-1] != model.input_size:
+        raise ValueError(f"--data has {batch.x.shape[-1]} input features; the weights take {model.input_size}")
+    finish_predict(args.out, batch, np.asarray(model(batch.x, batch.lengths)))
     return 0
 
 
@@ -277,6 +314,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p, lr_list=True)
+    add_host_arguments(p)
     p.description = "Train one model per seed and learning rate, all in one compiled program."
     p.add_argument("--seeds", type=int, default=4, help="seeds --seed, --seed+1, ... (%(default)s)")
     p.set_defaults(out="runs/sweep")
@@ -292,15 +330,18 @@ def sweep_command(args: argparse.Namespace) -> int:
         raise ValueError(
             "sweep trains from each seed's own initialisation; no --resume, --checkpoint-every, --init-from"
         )
+    write = join_hosts(args)
     from jaxseq import outputs, sweep
-    from jaxseq.task import load_batch
+    from jaxseq.task import load_sequences
 
-    load_batch(config)  # checks --data before the output directory is made
-    out = outputs.prepare_out_dir(args.out)
+    load_sequences(config)  # checks --data before the output directory is made
+    out = outputs.prepare_out_dir(args.out) if write else None
     if args.cache:
         from jaxseq.training import enable_compilation_cache
 
         enable_compilation_cache()
+    import jax
+
     seeds = list(range(config.seed, config.seed + args.seeds))
     result = sweep.sweep(config, seeds, lrs, progress=args.progress)
     runs = [
@@ -308,9 +349,12 @@ def sweep_command(args: argparse.Namespace) -> int:
         for i, seed in enumerate(seeds)
         for j, lr in enumerate(lrs)
     ]
+    if not write:
+        return 0
     summary = {
         "runs": runs,
         "devices": result.devices,
+        "processes": jax.process_count(),
         "model_steps_per_second": result.model_steps_per_second,
         "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
@@ -324,7 +368,7 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "train": (add_train_arguments, train_command),
+    "train": (lambda p: (add_train_arguments(p), add_host_arguments(p)), train_command),
     "compare": (add_compare_arguments, compare_command),
     "predict": (add_predict_arguments, predict_command),
     "export": (add_export_arguments, export_command),

@@ -37,12 +37,12 @@ def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
     except ImportError as e:
         raise ImportError(f"compare needs PyTorch ({e}); install jaxseq[torch]") from None
     from jaxseq.convert import from_torch, to_torch_state_dict
-    from jaxseq.task import load_batch
+    from jaxseq.task import load_sequences
     from jaxseq.training import train
     from torchseq.train import init_model
 
-    batch = load_batch(config)
-    t_model = init_model(config, batch[0].shape[-1], batch[1].shape[-1])  # --init-from, or the seed's weights
+    batch = load_sequences(config)
+    t_model = init_model(config, batch.x.shape[-1], batch.y.shape[-1])  # --init-from, or the seed's weights
     j_result = train(config, model=from_torch(t_model), batch=batch, progress=progress)
     t_result = torchseq.train(config, model=t_model, batch=batch, progress=progress)
     j_params = to_torch_state_dict(j_result.model)

@@ -16,11 +16,12 @@ LOSSES = ("sum", "mean")
 INITS = ("torch", "flax")
 PLATFORMS = ("cpu", "gpu", "tpu")
 CELLS = ("lstm", "gru", "rnn")  # torch.nn.LSTM, GRU, RNN (tanh)
+TASKS = ("shifted", "windows", "sine", "running-sum")  # see jaxseq.task
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1000  # optimizer steps, each on the whole batch
+    steps: int = 1000  # optimizer steps, each on the whole data or one minibatch of it
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # "adam" or "sgd", PyTorch's defaults (betas 0.9/0.999, eps 1e-8)
     hidden: int = 100  # hidden size H of each recurrent layer
@@ -30,10 +31,14 @@ class TrainConfig:
     seed: int = 0  # seed of the framework's own initialisation
     dtype: str = "float64"  # "float32" or "float64" for parameters, data and arithmetic
     loss: str = "sum"  # per-step MSE "sum"med over time (the original script) or "mean"
-    length: int = 21  # task: sequence length T
-    spacing: float = 0.05  # task: inputs x_t = t * spacing
-    shift: float = 0.1  # task: targets y_t = x_t + shift
+    task: str = "shifted"  # built-in data: "shifted" (the seed's one sequence), "windows", "sine", "running-sum"
+    sequences: int = 256  # task: sequences generated for windows, sine and running-sum
+    length: int = 21  # task: sequence length T (the longest window for "windows")
+    spacing: float = 0.05  # task: inputs x_t = t * spacing ("shifted", "windows")
+    shift: float = 0.1  # task: targets y_t = x_t + shift ("shifted", "windows")
+    data_seed: int = 0  # task: seed of the generated sequences and of the minibatch draws
     data: str | None = None  # the user's data file (CSV, .npy, .npz; see jaxseq.data) instead of the task
+    batch_size: int | None = None  # sequences per step, drawn anew each step; None: all of them
     init_from: str | None = None  # start from this weights file (.safetensors or .pt, PyTorch's names)
     zero_grad: bool = True  # False reproduces the seed question's bug: gradients summed over all steps
     init: str = "torch"  # jaxseq only: "torch" (uniform in ±1/sqrt(H)) or "flax" initialisers
@@ -49,13 +54,14 @@ class TrainConfig:
             ("loss", LOSSES),
             ("init", INITS),
             ("cell", CELLS),
+            ("task", TASKS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.platform is not None and self.platform not in PLATFORMS:
             raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
-        positive = ("steps", "hidden", "layers", "length", "chunk") + (
-            ("checkpoint_every",) * (self.checkpoint_every is not None)
+        positive = ("steps", "hidden", "layers", "sequences", "length", "chunk") + tuple(
+            name for name in ("checkpoint_every", "batch_size") if getattr(self, name) is not None
         )
         for name in positive:
             value = getattr(self, name)
@@ -65,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
         if not self.spacing > 0 or self.spacing == float("inf"):
             raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
+        if self.data is not None and self.task != "shifted":
+            raise ValueError("give --data or --task, not both")
         if self.init_from is not None and self.init_from_torch is not None:
             raise ValueError("give at most one of --init-from and --init-from-torch")
         if not isinstance(self.bidirectional, bool):
@@ -124,12 +132,22 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
     parser.add_argument(
         "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
     )
+    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
+    parser.add_argument(
+        "--sequences", type=_positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
+    )
     parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
     parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
     parser.add_argument(
         "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
     )
+    parser.add_argument(
+        "--data-seed", type=_int, default=d.data_seed, help="task: seed of the data and the minibatches (%(default)s)"
+    )
     parser.add_argument("--data", default=None, metavar="FILE", help="train on this CSV/.npy/.npz instead of the task")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=None, metavar="B", help="sequences per step (all of them)"
+    )
     parser.add_argument(
         "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
     )

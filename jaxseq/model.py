@@ -273,6 +273,14 @@ class Model(nnx.Module):
         """The recurrent layer (`self.lstm`, `self.gru` or `self.rnn`)."""
         return getattr(self, self.cell)
 
-    def __call__(self, x_BxTxI):
-        output_BxTxF, _ = self.recurrent(x_BxTxI)
+    def __call__(self, x_BxTxI, lengths=None):
+        """(B, T, I) -> (B, T, O). `lengths` (B,): sequences padded at the end, valid for their first
+        lengths[b] steps. Only a reverse direction needs them (it then starts at each sequence's
+        last valid step, as with PyTorch's packed sequences); a forward direction's output at a
+        valid step never depends on the padding. Outputs at padded steps are not meaningful."""
+        layer = self.recurrent
+        if lengths is not None and getattr(layer, "bidirectional", False):
+            output_BxTxF, _ = layer(x_BxTxI, lengths=lengths)
+        else:
+            output_BxTxF, _ = layer(x_BxTxI)
         return self.linear(output_BxTxF)

@@ -100,12 +100,15 @@ def plot_predictions(path: Path, y_T: np.ndarray, pred_T: np.ndarray, title: str
     save_figure(path, fig)
 
 
-def predictions_csv(x_NxTxF: np.ndarray, y_NxTxG: np.ndarray, pred_NxTxG: np.ndarray) -> str:
-    """`step,input,target,prediction` rows (steps from 0), with a leading `sequence` column when N > 1.
+def predictions_csv(data, pred_NxTxG: np.ndarray) -> str:
+    """`step,input,target,prediction` rows (steps from 0), with a leading `sequence` column when N > 1,
+    for `data` (Sequences: x_NxTxF, y_NxTxG, lengths); each sequence's padded steps are left out.
 
     With several features, each column becomes `input_0, input_1, ...` (and so on).
     """
+    x_NxTxF, y_NxTxG = data.x, data.y
     N, T, F = x_NxTxF.shape
+    lengths_N = np.full(N, T) if data.lengths is None else data.lengths
     G = y_NxTxG.shape[-1]
 
     def names(base, k):
@@ -117,7 +120,7 @@ def predictions_csv(x_NxTxF: np.ndarray, y_NxTxG: np.ndarray, pred_NxTxG: np.nda
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for n in range(N):
-        for t in range(T):
+        for t in range(lengths_N[n]):
             values = [repr(float(v)) for v in (*x_NxTxF[n, t], *y_NxTxG[n, t], *pred_NxTxG[n, t])]
             writer.writerow(([n] if N > 1 else []) + [t] + values)
     return buffer.getvalue()
@@ -132,16 +135,18 @@ def write_run(
     name: str,
     losses: np.ndarray,
     summary: dict,
-    y: np.ndarray,
+    data,
     pred: np.ndarray,
     save_weights: Callable[[Path], None],
 ) -> None:
     """Writes the weights file, history.csv, loss_curve.png, predictions.png and summary.json.
 
-    `y` and `pred` are (N, T, G); the predictions plot shows the first sequence's first feature.
+    `data` is the run's Sequences and `pred` (N, T, G) the model's outputs for them; the
+    predictions plot shows the first sequence's first feature, up to its length.
     """
     atomic_write(out / WEIGHTS_FILES[name], save_weights)
     write_text(out / "history.csv", history_csv(losses))
     plot_loss(out / "loss_curve.png", {name: losses}, f"{name}: training loss")
-    plot_predictions(out / "predictions.png", y[0, :, 0], pred[0, :, 0], f"{name}: after {len(losses)} steps")
+    T = data.y.shape[1] if data.lengths is None else data.lengths[0]
+    plot_predictions(out / "predictions.png", data.y[0, :T, 0], pred[0, :T, 0], f"{name}: after {len(losses)} steps")
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.model import enable_dtype
-from jaxseq.task import load_batch
-from jaxseq.training import STATIC, TrainState, init_model, make_optimizer, run_chunk, with_learning_rate
+from jaxseq.task import load_sequences
+from jaxseq.training import STATIC, TrainState, as_sequences, init_model, make_optimizer, run_chunk, with_learning_rate
 
 
 @dataclass
@@ -44,16 +44,16 @@ GROUP = 8
 
 
 @partial(jax.jit, static_argnames=STATIC, donate_argnames="state")
-def sweep_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
+def sweep_chunk(state: TrainState, data, key, done, steps, **static):
     """`run_chunk` for n x G x g models: every leaf of `state` has leading axes (n devices,
     G groups, g models). Devices work in parallel (the sharded axis), the groups of each device
-    one after another (`lax.map`), the models of a group together (`jax.vmap`).
+    one after another (`lax.map`), the models of a group together (`jax.vmap`). Every model
+    sees the same data and the same minibatches.
     """
-    run = partial(run_chunk, graphdef=graphdef, tx=tx, reduction=reduction, chunk=chunk)
-    group = jax.vmap(run, in_axes=(0, None, None))
+    group = jax.vmap(partial(run_chunk, **static), in_axes=(0, None, None, None, None))
 
     def device(state_Gxg):
-        return jax.lax.map(lambda s: group(s, batch, steps_left), state_Gxg)
+        return jax.lax.map(lambda s: group(s, data, key, done, steps), state_Gxg)
 
     return jax.vmap(device)(state)
 
@@ -64,35 +64,36 @@ def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: 
     from tqdm.auto import tqdm
 
     dtype = enable_dtype(config.dtype)
-    x, y = (jnp.asarray(a, dtype) for a in load_batch(config))
+    data = as_sequences(load_sequences(config), dtype)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     states, graphdef = [], None
     for seed in seeds:
-        graphdef, params = nnx.split(init_model(config.replace(seed=seed), x.shape[-1], y.shape[-1]))
+        graphdef, params = nnx.split(init_model(config.replace(seed=seed), data.x.shape[-1], data.y.shape[-1]))
         opt_state = tx.init(params)
         states += [TrainState(params, with_learning_rate(opt_state, lr)) for lr in lrs]
-    M, devices = len(states), jax.devices()
-    n = len(devices) if M % len(devices) == 0 else 1  # the models must split evenly over devices
+    M = len(states)
+    used = devices.usable_devices(devices.platform_devices(config.platform), M, "models")
+    n = len(used)
     g = max(k for k in range(1, GROUP + 1) if (M // n) % k == 0)  # models per group
-    state_M = jax.tree.map(lambda *leaves: jnp.stack(leaves).reshape(n, M // n // g, g, *leaves[0].shape), *states)
-    # Auto axes: XLA's partitioner places the vmapped work; the program itself is unchanged.
-    mesh = jax.make_mesh((n,), ("models",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n])
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
-    state_M = jax.device_put(state_M, sharding)
-    batch = jax.device_put((x, y), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    state_M = jax.tree.map(lambda *leaves: np.stack(leaves).reshape(n, M // n // g, g, *leaves[0].shape), *states)
+    replicated, split = devices.shardings(devices.mesh(used, "models"))
+    state_M = devices.put(state_M, split)
+    data = devices.put(data, replicated)
+    key = devices.put(jax.random.key_data(jax.random.key(config.data_seed)), replicated)
 
     chunk = min(config.chunk, config.steps)
-    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
+    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
     start = time.perf_counter()
-    compiled = sweep_chunk.lower(state_M, batch, config.steps, **static).compile()
+    compiled = sweep_chunk.lower(state_M, data, key, 0, config.steps, **static).compile()
     compile_seconds = time.perf_counter() - start
 
     losses = []
     start = time.perf_counter()
-    with tqdm(total=config.steps, disable=not progress, unit="step", leave=False) as bar:
+    show = progress and devices.is_main_process()
+    with tqdm(total=config.steps, disable=not show, unit="step", leave=False) as bar:
         for done in range(0, config.steps, chunk):
-            state_M, chunk_losses_GxgxC = compiled(state_M, batch, config.steps - done)
-            losses.append(np.asarray(chunk_losses_GxgxC).reshape(M, chunk)[:, : config.steps - done])
+            state_M, chunk_losses_GxgxC = compiled(state_M, data, key, done, config.steps)
+            losses.append(devices.fetch(chunk_losses_GxgxC).reshape(M, chunk)[:, : config.steps - done])
             bar.update(losses[-1].shape[1])
     run_seconds = time.perf_counter() - start
     losses_MxN = np.concatenate(losses, axis=1)

@@ -1,13 +1,35 @@
-"""The shifted-sequence task of the original question, as NumPy arrays.
+"""The training data: the original question's shifted sequence, built-in generators of many
+sequences, or the user's file (`jaxseq.data`), as NumPy arrays shaped like a `batch_first`
+PyTorch batch: (sequences N, time T, features).
 
-x_t = t * spacing for t = 0..T-1 and y_t = x_t + shift; with the defaults,
-x = (0, 0.05, ..., 1.0) and y = (0.1, 0.15, ..., 1.1). One sequence, shaped
-like a `batch_first` PyTorch batch: (batch 1, time T, features 1).
+The seed's task: x_t = t * spacing for t = 0..T-1 and y_t = x_t + shift; with the defaults,
+x = (0, 0.05, ..., 1.0) and y = (0.1, 0.15, ..., 1.1), one sequence.
+
+The generated tasks (`--task`, `--sequences N`, drawn from `--data-seed`):
+
+- windows: windows of the seed's line of several lengths, L uniform in [max(2, T // 4), T],
+  starting at s uniform in [0, T): x_t = (s + t) * spacing, y_t = x_t + shift for t < L. Padded
+  to T with zeros; `lengths` holds each L and the loss ignores the padding.
+- sine: next-step prediction of sine waves of random frequency and phase: x_t = sin(w t + p),
+  y_t = x_{t+1}, with w uniform in [0.1, 0.6] radians per step and p uniform in [0, 2 pi).
+- running-sum: x_t uniform in [-1, 1], y_t = x_0 + ... + x_t: the answer needs the whole past.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+from jaxseq.config import TASKS
+
+
+class Sequences(NamedTuple):
+    """A dataset: inputs, targets and, for sequences of several lengths, each one's length."""
+
+    x: np.ndarray  # (N, T, I)
+    y: np.ndarray  # (N, T, O)
+    lengths: np.ndarray | None = None  # (N,) int32, valid steps of each sequence; None: all T
 
 
 def shifted_sequence(length: int = 21, spacing: float = 0.05, shift: float = 0.1, dtype="float64"):
@@ -22,10 +44,61 @@ def shifted_sequence(length: int = 21, spacing: float = 0.05, shift: float = 0.1
     return x_T.astype(dtype)[None, :, None], y_T.astype(dtype)[None, :, None]
 
 
-def load_batch(config):
-    """The run's (x_NxTxF, y_NxTxG): the user's --data file if given, else the shifted sequence."""
+def shifted_windows(n: int, length: int, spacing: float, shift: float, rng: np.random.Generator) -> Sequences:
+    """n windows of the seed's line, of lengths in [max(2, length // 4), length], zero-padded to `length`."""
+    lengths_N = rng.integers(min(length, max(2, length // 4)), length + 1, n)
+    start_N = rng.integers(0, length, n)
+    t_T = np.arange(length)
+    valid_NxT = t_T < lengths_N[:, None]
+    x_NxT = np.where(valid_NxT, (start_N[:, None] + t_T) * spacing, 0.0)
+    y_NxT = np.where(valid_NxT, x_NxT + shift, 0.0)
+    return Sequences(x_NxT[..., None], y_NxT[..., None], lengths_N.astype(np.int32))
+
+
+def sine_waves(n: int, length: int, rng: np.random.Generator) -> Sequences:
+    """n sine waves of random frequency and phase; the target is the next step's value."""
+    w_N = rng.uniform(0.1, 0.6, n)
+    p_N = rng.uniform(0.0, 2 * np.pi, n)
+    wave_NxT1 = np.sin(w_N[:, None] * np.arange(length + 1) + p_N[:, None])
+    return Sequences(wave_NxT1[:, :-1, None], wave_NxT1[:, 1:, None])
+
+
+def running_sum(n: int, length: int, rng: np.random.Generator) -> Sequences:
+    """n sequences of uniform noise in [-1, 1]; the target at t is the sum of the inputs up to t."""
+    x_NxT = rng.uniform(-1.0, 1.0, (n, length))
+    return Sequences(x_NxT[..., None], np.cumsum(x_NxT, axis=1)[..., None])
+
+
+def generate(task: str, n: int, length: int, spacing: float, shift: float, seed: int) -> Sequences:
+    """The built-in task `task` with n sequences (the "shifted" task is one sequence), float64."""
+    rng = np.random.default_rng(seed)
+    if task == "shifted":
+        return Sequences(*shifted_sequence(length, spacing, shift))
+    if task == "windows":
+        return shifted_windows(n, length, spacing, shift, rng)
+    if task == "sine":
+        return sine_waves(n, length, rng)
+    if task == "running-sum":
+        return running_sum(n, length, rng)
+    raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+
+
+def load_sequences(config) -> Sequences:
+    """The run's data: the user's --data file if given, else the built-in --task, in config.dtype.
+
+    Raises ValueError if --batch-size asks for more sequences than there are.
+    """
     if config.data is not None:
         from jaxseq.data import load_data
 
-        return load_data(config.data, config.dtype)
-    return shifted_sequence(config.length, config.spacing, config.shift, config.dtype)
+        data = Sequences(*load_data(config.data, config.dtype))
+    else:
+        data = generate(config.task, config.sequences, config.length, config.spacing, config.shift, config.data_seed)
+        data = data._replace(x=data.x.astype(config.dtype), y=data.y.astype(config.dtype))
+    check_batch_size(config.batch_size, len(data.x))
+    return data
+
+
+def check_batch_size(batch_size: int | None, sequences: int) -> None:
+    if batch_size is not None and batch_size > sequences:
+        raise ValueError(f"--batch-size {batch_size} is more than the {sequences} sequence(s) of the data")

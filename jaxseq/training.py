@@ -20,9 +20,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.model import Model, enable_dtype
-from jaxseq.task import load_batch
+from jaxseq.task import Sequences, check_batch_size, load_sequences
 
 
 class TrainState(NamedTuple):
@@ -96,43 +97,83 @@ def with_learning_rate(opt_state, lr):
     return jax.tree.map(replace, opt_state, is_leaf=is_injected)
 
 
-def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum"):
+def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum", lengths_B=None):
     """Per-step MSE (mean over batch and outputs), then summed ("sum") or averaged ("mean") over time.
 
-    "sum" is the original script's loss: `sum_t MSELoss()(pred[:, t], y[:, t])`.
+    "sum" is the original script's loss: `sum_t MSELoss()(pred[:, t], y[:, t])`. With `lengths_B`,
+    sequence b counts at steps t < lengths_B[b] only: each step's MSE is the mean over the
+    sequences still running, and steps where none is are left out.
     """
-    per_step_T = jnp.mean(jnp.square(pred_BxTxO - y_BxTxO), axis=(0, 2))
-    return jnp.sum(per_step_T) if reduction == "sum" else jnp.mean(per_step_T)
+    square_BxTxO = jnp.square(pred_BxTxO - y_BxTxO)
+    if lengths_B is None:
+        per_step_T = jnp.mean(square_BxTxO, axis=(0, 2))
+        return jnp.sum(per_step_T) if reduction == "sum" else jnp.mean(per_step_T)
+    _, T, O = square_BxTxO.shape
+    valid_BxT = jnp.arange(T) < lengths_B[:, None]
+    count_T = jnp.sum(valid_BxT, axis=0)
+    total_T = jnp.sum(jnp.where(valid_BxT[..., None], square_BxTxO, 0), axis=(0, 2))
+    per_step_T = total_T / (O * jnp.maximum(count_T, 1))
+    return jnp.sum(per_step_T) if reduction == "sum" else jnp.sum(per_step_T) / jnp.sum(count_T > 0)
 
 
-def loss_fn(params, graphdef, x_BxTxI, y_BxTxO, reduction: str):
+def loss_fn(params, graphdef, batch: Sequences, reduction: str):
     model = nnx.merge(graphdef, params)
-    return sequence_loss(model(x_BxTxI), y_BxTxO, reduction)
+    return sequence_loss(model(batch.x, lengths=batch.lengths), batch.y, reduction, batch.lengths)
 
 
-def train_step(state: TrainState, batch, *, graphdef, tx, reduction):
-    """One optimizer step on `batch = (x_BxTxI, y_BxTxO)`; returns (new state, loss before the step)."""
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, *batch, reduction)
+def train_step(state: TrainState, batch: Sequences, *, graphdef, tx, reduction):
+    """One optimizer step on `batch` (x_BxTxI, y_BxTxO, lengths_B or None); returns (new state, loss before it)."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, batch, reduction)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
 
-def run_chunk(state: TrainState, batch, steps_left, *, graphdef, tx, reduction, chunk: int):
-    """`chunk` steps in one `lax.scan`; steps at index >= `steps_left` leave the state as is.
+def minibatch_indices(key, step, *, sequences: int, batch_size: int):
+    """The sequences of step `step`'s minibatch: `batch_size` indices in [0, sequences), uniform and
+    independent (with replacement), from `fold_in(key, step)`. A pure function of the step, so
+    a resumed run draws what the uninterrupted one did, and torchseq can be handed the same draws."""
+    return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, sequences)
 
-    The mask lets the last, shorter chunk reuse the same compiled program.
-    Returns (state, losses_chunk), with NaN for the skipped steps.
+
+def run_chunk(
+    state: TrainState,
+    data: Sequences,
+    key,
+    done,
+    steps,
+    *,
+    graphdef,
+    tx,
+    reduction,
+    chunk: int,
+    batch_size: int | None = None,
+    batch_sharding=None,
+):
+    """Steps done .. done + chunk - 1 of a run of `steps`, in one `lax.scan`; steps >= `steps`
+    leave the state as is (so the last, shorter chunk reuses the same compiled program).
+
+    Each step trains on all of `data`, or with `batch_size` on a minibatch of it gathered on the
+    device (`minibatch_indices` with `key`), laid out by `batch_sharding` (data parallelism) if
+    given. Returns (state, losses_chunk), with NaN for the skipped steps.
     """
     step = partial(train_step, graphdef=graphdef, tx=tx, reduction=reduction)
-    nan = jnp.full((), jnp.nan, batch[1].dtype)
+    nan = jnp.full((), jnp.nan, data.y.dtype)
+
+    def batch_at(k):
+        if batch_size is None:
+            return data
+        indices = minibatch_indices(key, k, sequences=data.x.shape[0], batch_size=batch_size)
+        batch = jax.tree.map(lambda a: a[indices], data)
+        return batch if batch_sharding is None else jax.lax.with_sharding_constraint(batch, batch_sharding)
 
     def body(state, i):
-        return jax.lax.cond(i < steps_left, lambda s: step(s, batch), lambda s: (s, nan), state)
+        k = done + i
+        return jax.lax.cond(k < steps, lambda s: step(s, batch_at(k)), lambda s: (s, nan), state)
 
     return jax.lax.scan(body, state, jnp.arange(chunk))
 
 
-STATIC = ("graphdef", "tx", "reduction", "chunk")
+STATIC = ("graphdef", "tx", "reduction", "chunk", "batch_size", "batch_sharding")
 train_chunk = jax.jit(run_chunk, static_argnames=STATIC, donate_argnames="state")
 train_chunk.__doc__ = "`run_chunk`, compiled; the state's buffers are donated."
 
@@ -187,26 +228,26 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
     )
 
 
-def select_device(platform: str | None) -> jax.Device:
-    """The first device of `platform` (JAX's default backend when None)."""
-    try:
-        return jax.devices(platform)[0] if platform else jax.devices()[0]
-    except RuntimeError as e:
-        raise ValueError(f"platform {platform!r} is not available to JAX: {str(e).splitlines()[0]}") from None
-
-
 @dataclass
 class TrainResult:
-    model: Model  # the trained model
+    model: Model  # the trained model (on this process's default device)
     losses: np.ndarray  # (steps,) the loss at each step, before that step's update
     compile_seconds: float  # lowering and compiling the chunk program
     run_seconds: float  # executing all chunks, after compilation
     platform: str  # the platform JAX ran on: "cpu", "gpu", "tpu"
     first_step: int = 0  # steps already done before this call (a resumed run)
+    devices: int = 1  # devices each step's batch was split over (data parallelism)
 
     @property
     def steps_per_second(self) -> float:
         return (len(self.losses) - self.first_step) / self.run_seconds
+
+
+def as_sequences(batch, dtype) -> Sequences:
+    """`batch` ((x, y) or (x, y, lengths), NumPy or JAX) as Sequences of NumPy arrays in `dtype`."""
+    data = Sequences(*batch)
+    lengths = None if data.lengths is None else np.asarray(data.lengths, np.int32)
+    return Sequences(np.asarray(data.x, dtype), np.asarray(data.y, dtype), lengths)
 
 
 def train(
@@ -218,8 +259,13 @@ def train(
     resume=None,
     on_checkpoint=None,
 ) -> TrainResult:
-    """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO), by default
-    `load_batch(config)`: the --data file or the task. Every step sees the whole batch.
+    """Trains `model` (or `init_model(config, ...)`) on `batch`: (x_NxTxI, y_NxTxO) or
+    (x, y, lengths_N), by default `load_sequences(config)` (the --data file or the --task).
+    Every step sees all N sequences, or a minibatch of `config.batch_size` drawn on the device.
+
+    The data and the state are placed once. Each step's batch is split over all devices of the
+    platform (data parallelism; XLA all-reduces the gradients) when its size divides evenly,
+    else the run uses one device.
 
     resume: a `jaxseq.checkpoint.Checkpoint` of this config to continue from.
     on_checkpoint: called as `on_checkpoint(losses_so_far, state_leaves)` every
@@ -233,10 +279,9 @@ def train(
     from tqdm.auto import tqdm
 
     dtype = enable_dtype(config.dtype)
-    device = select_device(config.platform)
-    batch = load_batch(config) if batch is None else batch
-    batch = jax.device_put(tuple(jnp.asarray(a, dtype) for a in batch), device)
-    model = init_model(config, batch[0].shape[-1], batch[1].shape[-1]) if model is None else model
+    data = as_sequences(load_sequences(config) if batch is None else batch, dtype)
+    check_batch_size(config.batch_size, len(data.x))
+    model = init_model(config, data.x.shape[-1], data.y.shape[-1]) if model is None else model
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     state = TrainState(params, tx.init(params))
@@ -246,38 +291,47 @@ def train(
 
         leaves, treedef = jax.tree.flatten(state)
         check_leaves(resume.leaves, leaves, "checkpoint")
-        state = jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in resume.leaves])
+        state = jax.tree.unflatten(treedef, list(resume.leaves))
         losses, first = [np.asarray(resume.losses)], resume.step
-    state = jax.device_put(state, device)
+
+    per_step = config.batch_size or len(data.x)
+    used = devices.usable_devices(devices.platform_devices(config.platform), per_step, "sequences per step")
+    replicated, split = devices.shardings(devices.mesh(used, "data"))
+    state = devices.put(state, replicated)
+    data = devices.put(data, split if config.batch_size is None else replicated)
+    key = devices.put(jax.random.key_data(jax.random.key(config.data_seed)), replicated)
     chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
-    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
+    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
+    static["batch_sharding"] = split if config.batch_size is not None and len(used) > 1 else None
 
     start = time.perf_counter()
-    compiled = train_chunk.lower(state, batch, config.steps, **static).compile()
+    compiled = train_chunk.lower(state, data, key, first, config.steps, **static).compile()
     compile_seconds = time.perf_counter() - start
 
     every = config.checkpoint_every
     start = time.perf_counter()
-    with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
+    show = progress and devices.is_main_process()
+    with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:
         for done in range(first, config.steps, chunk):
-            state, chunk_losses = compiled(state, batch, config.steps - done)
-            chunk_losses = np.asarray(chunk_losses)[: config.steps - done]  # waits for the chunk
+            state, chunk_losses = compiled(state, data, key, done, config.steps)
+            chunk_losses = devices.fetch(chunk_losses)[: config.steps - done]  # waits for the chunk
             _check_finite(chunk_losses, done, losses)
             losses.append(chunk_losses)
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-1]:.3e}")
             steps_done = done + len(chunk_losses)
             if on_checkpoint is not None and every and (steps_done % every == 0 or steps_done == config.steps):
-                on_checkpoint(np.concatenate(losses), [np.asarray(leaf) for leaf in jax.tree.leaves(state)])
+                on_checkpoint(np.concatenate(losses), devices.fetch(jax.tree.leaves(state)))
     run_seconds = time.perf_counter() - start
 
     return TrainResult(
-        model=nnx.merge(graphdef, state.params),
+        model=nnx.merge(graphdef, jax.tree.map(jnp.asarray, devices.fetch(state.params))),
         losses=np.concatenate(losses),
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
-        platform=device.platform,
+        platform=used[0].platform,
         first_step=first,
+        devices=len(used),
     )
 
 

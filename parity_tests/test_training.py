@@ -11,6 +11,7 @@ from flax import nnx
 import jaxseq
 import torchseq
 from jaxseq.config import TrainConfig
+from jaxseq.task import Sequences
 from jaxseq.training import loss_fn, make_optimizer
 from parity_tests.helpers import (
     GRAD_ATOL,
@@ -34,8 +35,8 @@ def jax_grads(j_model, x, y, reduction, use_jit):
     graphdef, params = nnx.split(j_model)
     value_and_grad = jax.value_and_grad(loss_fn)
     if use_jit:
-        value_and_grad = jax.jit(value_and_grad, static_argnums=(1, 4))
-    loss, grads = value_and_grad(params, graphdef, jnp.asarray(x), jnp.asarray(y), reduction)
+        value_and_grad = jax.jit(value_and_grad, static_argnums=(1, 3))
+    loss, grads = value_and_grad(params, graphdef, Sequences(jnp.asarray(x), jnp.asarray(y)), reduction)
     # A Model holding the gradients, so the conversion rules name and lay them out as torch does.
     return float(loss), jaxseq.to_torch_state_dict(nnx.merge(graphdef, grads))
 

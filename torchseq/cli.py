@@ -52,17 +52,17 @@ def train_command(args: argparse.Namespace) -> int:
         batch,
         result.losses,
         summary,
-        predict=lambda x: predict(result.model, x),
+        predict=lambda x, lengths: predict(result.model, x, lengths),
         save_weights=lambda path: torch.save(result.model.state_dict(), path),
     )
     return 0
 
 
-def predict(model, x):
+def predict(model, x, lengths=None):
     import torch
 
     with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+        return model(torch.from_numpy(x), None if lengths is None else torch.from_numpy(lengths)).numpy()
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -70,11 +70,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
     model = load_model(args.weights)
     batch = predict_batch(args, str(next(model.parameters()).dtype).removeprefix("torch."))
-    if batch[0].shape[-1] != model.recurrent.input_size:
-        raise ValueError(
-            f"--data has {batch[0].shape[-1]} input features; the weights take {model.recurrent.input_size}"
-        )
-    finish_predict(args.out, batch, predict(model, batch[0]))
+    if batch.x.shape[-1] != model.recurrent.input_size:
+        features = model.recurrent.input_size
+        raise ValueError(f"--data has {batch.x.shape[-1]} input features; the weights take {features}")
+    finish_predict(args.out, batch, predict(model, batch.x, batch.lengths))
     return 0
 
 

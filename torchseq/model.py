@@ -43,8 +43,16 @@ class Model(nn.Module):
         """The recurrent layer (`self.lstm`, `self.gru` or `self.rnn`)."""
         return getattr(self, self.cell)
 
-    def forward(self, x_BxTxI: torch.Tensor) -> torch.Tensor:
-        output_BxTxF, _ = self.recurrent(x_BxTxI)
+    def forward(self, x_BxTxI: torch.Tensor, lengths_B: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths_B`: sequences padded at the end; a bidirectional layer then runs on them packed
+        (`pack_padded_sequence`), so its reverse direction starts at each one's last valid step."""
+        layer = self.recurrent
+        if lengths_B is not None and layer.bidirectional:
+            packed = nn.utils.rnn.pack_padded_sequence(x_BxTxI, lengths_B.cpu(), batch_first=True, enforce_sorted=False)
+            output, _ = layer(packed)
+            output_BxTxF, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=x_BxTxI.shape[1])
+        else:
+            output_BxTxF, _ = layer(x_BxTxI)
         return self.linear(output_BxTxF)
 
 

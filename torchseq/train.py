@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from jaxseq.config import TrainConfig
-from jaxseq.task import load_batch
+from jaxseq.task import Sequences, check_batch_size, load_sequences
 from torchseq.model import Model, build_model, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,10 +31,21 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
 
 
-def sequence_loss(pred_BxTxO: torch.Tensor, y_BxTxO: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """Per-step MSE (mean over batch and outputs), summed or averaged over time; vectorised."""
-    per_step_T = torch.square(pred_BxTxO - y_BxTxO).mean(dim=(0, 2))
-    return per_step_T.sum() if reduction == "sum" else per_step_T.mean()
+def sequence_loss(
+    pred_BxTxO: torch.Tensor, y_BxTxO: torch.Tensor, reduction: str = "sum", lengths_B: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-step MSE (mean over batch and outputs), summed or averaged over time; vectorised.
+    With `lengths_B`, only the steps t < lengths_B[b] of sequence b count (see jaxseq.training)."""
+    square_BxTxO = torch.square(pred_BxTxO - y_BxTxO)
+    if lengths_B is None:
+        per_step_T = square_BxTxO.mean(dim=(0, 2))
+        return per_step_T.sum() if reduction == "sum" else per_step_T.mean()
+    _, T, O = square_BxTxO.shape
+    valid_BxT = torch.arange(T) < lengths_B[:, None]
+    count_T = valid_BxT.sum(dim=0)
+    total_T = torch.where(valid_BxT[..., None], square_BxTxO, 0).sum(dim=(0, 2))
+    per_step_T = total_T / (O * count_T.clamp(min=1))
+    return per_step_T.sum() if reduction == "sum" else per_step_T.sum() / (count_T > 0).sum()
 
 
 def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
@@ -70,8 +81,11 @@ def train(
     resume: TorchCheckpoint | None = None,
     on_checkpoint=None,
 ) -> TorchResult:
-    """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_BxTxI, y_BxTxO) as NumPy
-    arrays or tensors, by default `load_batch(config)`: the --data file or the task.
+    """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_NxTxI, y_NxTxO) or
+    (x, y, lengths_N) as NumPy arrays or tensors, by default `load_sequences(config)`: the --data
+    file or the --task. Every step sees all N sequences, or a minibatch of `config.batch_size`:
+    the very sequences jaxseq draws at that step (`jaxseq.training.minibatch_indices`, so JAX
+    computes the draws), which makes the two runs comparable step by step.
 
     config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
     resume: a checkpoint (`load_checkpoint`) of this config to continue from.
@@ -81,10 +95,12 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    batch = load_batch(config) if batch is None else batch
+    data = Sequences(*(load_sequences(config) if batch is None else batch))
     dtype = getattr(torch, config.dtype)
-    x_BxTxI, y_BxTxO = (torch.as_tensor(a).to(dtype) for a in batch)
-    model = init_model(config, x_BxTxI.shape[-1], y_BxTxO.shape[-1]) if model is None else model
+    x_NxTxI, y_NxTxO = (torch.as_tensor(np.asarray(a)).to(dtype) for a in data[:2])
+    lengths_N = None if data.lengths is None else torch.as_tensor(np.asarray(data.lengths, np.int64))
+    check_batch_size(config.batch_size, len(x_NxTxI))
+    model = init_model(config, x_NxTxI.shape[-1], y_NxTxO.shape[-1]) if model is None else model
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     losses = np.empty(config.steps)
     first = 0
@@ -98,7 +114,15 @@ def train(
         for step in range(first, config.steps):
             if config.zero_grad:
                 optimizer.zero_grad()
-            loss = sequence_loss(model(x_BxTxI), y_BxTxO, config.loss)
+            if config.batch_size is None:
+                x_BxTxI, y_BxTxO, lengths_B = x_NxTxI, y_NxTxO, lengths_N
+            else:
+                if (step - first) % DRAWS == 0:
+                    drawn = minibatches(config, len(x_NxTxI), step, min(step + DRAWS, config.steps))
+                indices_B = torch.from_numpy(drawn[(step - first) % DRAWS])
+                x_BxTxI, y_BxTxO = x_NxTxI[indices_B], y_NxTxO[indices_B]
+                lengths_B = None if lengths_N is None else lengths_N[indices_B]
+            loss = sequence_loss(model(x_BxTxI, lengths_B), y_BxTxO, config.loss, lengths_B)
             loss.backward()
             optimizer.step()
             losses[step] = loss.item()
@@ -113,6 +137,20 @@ def train(
             if on_checkpoint is not None and every and ((step + 1) % every == 0 or step + 1 == config.steps):
                 on_checkpoint(losses[: step + 1], model, optimizer)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
+
+
+DRAWS = 1000  # minibatch draws fetched from JAX at a time
+
+
+def minibatches(config: TrainConfig, sequences: int, start: int, stop: int) -> np.ndarray:
+    """(stop - start, batch_size): the indices jaxseq draws at steps start .. stop - 1."""
+    import jax
+
+    from jaxseq.training import minibatch_indices
+
+    key = jax.random.key_data(jax.random.key(config.data_seed))
+    draw = jax.jit(jax.vmap(lambda k: minibatch_indices(key, k, sequences=sequences, batch_size=config.batch_size)))
+    return np.array(draw(jax.numpy.arange(start, stop)))  # a writable copy, for torch.from_numpy
 
 
 def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -> None:

@@ -1,0 +1,107 @@
+"""Several devices and several processes give the one-device results.
+
+Each run is a fresh process, since the device count is fixed when JAX starts: simulated CPU
+devices (`--xla_force_host_platform_device_count`), and two processes joined by
+`jax.distributed` on this machine (`--coordinator 127.0.0.1:PORT`), as two hosts would be.
+Sharded reductions may add in another order, so results agree to rounding, not bit for bit.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxseq.outputs import read_history
+from parity_tests.helpers import assert_close
+
+SHARDED_LOSS_RTOL = 1e-10  # float64, 100 steps: rounding differences only (measured about 1e-15)
+TRAIN = ["--task", "windows", "--sequences", "40", "--batch-size", "8", "--hidden", "8", "--steps", "100"]
+SWEEP = ["--seeds", "2", "--lr", "1e-3,1e-2", "--hidden", "8", "--steps", "60", "--chunk", "20"]
+
+
+def jaxseq(*args, devices: int) -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    command = [sys.executable, "-m", "jaxseq.cli", *args, "--no-progress", "--no-cache"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> None:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_processes(*args) -> None:
+    """The same command as processes 0 and 1 of a jax.distributed run, 2 CPU devices each."""
+    hosts = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    procs = [jaxseq(*args, *hosts, "--process-id", str(i), devices=2) for i in range(2)]
+    try:
+        for proc in procs:
+            finish(proc)
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def one_device_train(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    finish(jaxseq("train", *TRAIN, "--out", str(out), devices=1))
+    return out
+
+
+def test_data_parallel_over_four_devices(tmp_path, one_device_train):
+    out = tmp_path / "four"
+    finish(jaxseq("train", *TRAIN, "--out", str(out), devices=4))
+    assert json.loads((out / "summary.json").read_text())["devices"] == 4
+    assert_close(
+        "loss",
+        read_history(out / "history.csv"),
+        read_history(one_device_train / "history.csv"),
+        rtol=SHARDED_LOSS_RTOL,
+    )
+
+
+def test_two_processes_train_as_one(tmp_path, one_device_train):
+    out = tmp_path / "hosts"
+    two_processes("train", *TRAIN, "--out", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"] == 4 and summary["processes"] == 2
+    assert_close(
+        "loss",
+        read_history(out / "history.csv"),
+        read_history(one_device_train / "history.csv"),
+        rtol=SHARDED_LOSS_RTOL,
+    )
+
+
+def test_two_processes_sweep_as_one(tmp_path):
+    finish(jaxseq("sweep", *SWEEP, "--out", str(tmp_path / "one"), devices=1))
+    two_processes("sweep", *SWEEP, "--out", str(tmp_path / "hosts"))
+    one, hosts = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "hosts"))
+    assert hosts["devices"] == 4 and hosts["processes"] == 2
+    losses = [np.array([run["final_loss"] for run in summary["runs"]]) for summary in (hosts, one)]
+    assert_close("final losses", *losses, rtol=SHARDED_LOSS_RTOL)
+
+
+def test_uneven_split_over_processes_is_refused(tmp_path):
+    """Across processes, 3 sequences per step cannot split over 4 devices: one line, exit 1."""
+    hosts = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    args = ["train", *TRAIN[:-1], "5", "--batch-size", "3", "--out", str(tmp_path / "x")]
+    procs = [jaxseq(*args, *hosts, "--process-id", str(i), devices=2) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1 and "do not split evenly over the 4 devices" in err, err
