@@ -1,14 +1,16 @@
 """The user's own sequences, from CSV, .npy or .npz, checked where they enter.
 
-Formats (every sequence in a file has the same length T):
+Formats:
 
 - CSV with a header holding `input` and `target` columns: one row per time step. An optional
   `sequence` column names the sequence of each row (rows of a sequence in time order); without
-  it the file is one sequence. Example: `examples/shifted.csv`.
-- .npz with arrays `input` and `target`, each of shape (N, T) or (N, T, F).
-- .npy holding one array of shape (2, N, T) or (2, N, T, F): [inputs, targets].
+  it the file is one sequence. Sequences may differ in length: shorter ones are padded with
+  zeros to the longest, and their lengths kept. Example: `examples/shifted.csv`.
+- .npz with arrays `input` and `target`, each of shape (N, T) or (N, T, F), and optionally
+  `lengths`, N integers in [1, T]: sequence n is its first lengths[n] steps.
+- .npy holding one array of shape (2, N, T) or (2, N, T, F): [inputs, targets], all of length T.
 
-Returns arrays shaped (N, T, F), ready for `train(config, batch=...)`.
+Returns `Sequences` (x_NxTxF, y_NxTxG, lengths_N or None), ready for `train(config, batch=...)`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.task import Sequences
+
 
 class DataError(ValueError):
     """A data file that cannot be used; the message names the file and the problem."""
 
 
-def load_data(path, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
-    """(x_NxTxF, y_NxTxG) from a CSV, .npy or .npz file; raises DataError naming the problem."""
+def load_data(path, dtype="float64") -> Sequences:
+    """(x_NxTxF, y_NxTxG, lengths_N or None) from a CSV, .npy or .npz file; raises DataError naming
+    the problem."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
@@ -33,13 +38,14 @@ def load_data(path, dtype="float64") -> tuple[np.ndarray, np.ndarray]:
     if path.suffix.lower() not in loaders:
         raise DataError(f"{path}: unknown data format {path.suffix!r} (expected .csv, .npy or .npz)")
     try:
-        x, y = loaders[path.suffix.lower()](path)
+        x, y, lengths = loaders[path.suffix.lower()](path)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
     except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: cannot read it ({type(e).__name__}: {str(e)[:200]})") from None
     try:
-        return _check(x, "input").astype(dtype), _check(y, "target").astype(dtype)
+        x, y = _check(x, "input").astype(dtype), _check(y, "target").astype(dtype)
+        return Sequences(x, y, None if lengths is None else _check_lengths(lengths, x.shape))
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
 
@@ -60,6 +66,16 @@ def _check(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _check_lengths(lengths: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    N, T = shape[:2]
+    if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
+        raise DataError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
+    bad = np.flatnonzero((lengths < 1) | (lengths > T))
+    if bad.size:
+        raise DataError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
+    return lengths.astype(np.int32)
+
+
 def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if x.shape[:2] != y.shape[:2]:
         raise DataError(f"input and target lengths differ: input {x.shape}, target {y.shape}")
@@ -72,15 +88,16 @@ def _load_npz(path: Path):
         if missing:
             raise DataError(f"missing array {missing[0]!r} (has: {', '.join(f.files) or 'nothing'})")
         x, y = f["input"], f["target"]
+        lengths = f["lengths"] if "lengths" in f.files else None
     x, y = (a[..., None] if a.ndim == 2 else a for a in (x, y))
-    return _pair(x, y)
+    return *_pair(x, y), lengths
 
 
 def _load_npy(path: Path):
     a = np.load(path, allow_pickle=False)
     if a.ndim not in (3, 4) or a.shape[0] != 2:
         raise DataError(f"expected an array of shape (2, N, T) or (2, N, T, F), got {a.shape}")
-    return a[0], a[1]
+    return a[0], a[1], None
 
 
 def _load_csv(path: Path):
@@ -107,9 +124,8 @@ def _load_csv(path: Path):
             sequences.setdefault(row.get("sequence", "") or "", []).append(pair)
     if not sequences:
         raise DataError("no data rows after the header")
-    lengths = {name: len(rows) for name, rows in sequences.items()}
-    if len(set(lengths.values())) > 1:
-        (a, la), (b, lb) = sorted(lengths.items(), key=lambda kv: kv[1])[:: len(lengths) - 1]
-        raise DataError(f"sequences differ in length ({a!r}: {la} rows, {b!r}: {lb} rows); all must be equal")
-    a = np.array(list(sequences.values()), dtype=np.float64)  # (N, T, 2)
-    return a[..., 0], a[..., 1]
+    lengths_N = np.array([len(rows) for rows in sequences.values()])
+    a = np.zeros((len(sequences), lengths_N.max(), 2))  # (N, T, input and target), zero-padded
+    for n, rows in enumerate(sequences.values()):
+        a[n, : len(rows)] = rows
+    return a[..., 0], a[..., 1], None if (lengths_N == lengths_N[0]).all() else lengths_N

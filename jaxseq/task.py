@@ -91,7 +91,7 @@ def load_sequences(config) -> Sequences:
     if config.data is not None:
         from jaxseq.data import load_data
 
-        data = Sequences(*load_data(config.data, config.dtype))
+        data = load_data(config.data, config.dtype)
     else:
         data = generate(config.task, config.sequences, config.length, config.spacing, config.shift, config.data_seed)
         data = data._replace(x=data.x.astype(config.dtype), y=data.y.astype(config.dtype))

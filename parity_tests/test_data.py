@@ -10,7 +10,7 @@ from jaxseq.task import shifted_sequence
 
 
 def test_example_csv_is_the_task():
-    x, y = load_data("examples/shifted.csv")
+    x, y, _ = load_data("examples/shifted.csv")
     tx, ty = shifted_sequence()
     assert np.array_equal(x, tx) and np.array_equal(y, ty), "examples/shifted.csv differs from the built-in task"
 
@@ -25,15 +25,28 @@ def test_formats_agree(tmp_path):
     np.savez(tmp_path / "d.npz", input=x, target=y)
     np.save(tmp_path / "d.npy", np.stack([x, y]))
     for name in ("d.csv", "d.npz", "d.npy"):
-        lx, ly = load_data(tmp_path / name)
+        lx, ly, _ = load_data(tmp_path / name)
         assert lx.shape == ly.shape == (3, 5, 1), name
         assert np.array_equal(lx[..., 0], x) and np.array_equal(ly[..., 0], y), name
 
 
 def test_multifeature_npz(tmp_path):
     np.savez(tmp_path / "d.npz", input=np.zeros((2, 4, 3)), target=np.ones((2, 4, 1)))
-    x, y = load_data(tmp_path / "d.npz", "float32")
+    x, y, _ = load_data(tmp_path / "d.npz", "float32")
     assert x.shape == (2, 4, 3) and y.shape == (2, 4, 1) and x.dtype == np.float32
+
+
+def test_sequences_of_several_lengths(tmp_path):
+    """A CSV's shorter sequences are zero-padded, their lengths kept; an .npz gives `lengths` itself."""
+    (tmp_path / "r.csv").write_text("sequence,input,target\na,1,2\na,2,3\na,3,4\nb,5,6\n")
+    x, y, lengths = load_data(tmp_path / "r.csv")
+    assert lengths.tolist() == [3, 1] and x[:, :, 0].tolist() == [[1, 2, 3], [5, 0, 0]]
+    assert y[:, :, 0].tolist() == [[2, 3, 4], [6, 0, 0]]
+    np.savez(tmp_path / "r.npz", input=x[..., 0], target=y[..., 0], lengths=lengths)
+    _, _, npz_lengths = load_data(tmp_path / "r.npz")
+    assert npz_lengths.tolist() == [3, 1]
+    _, _, none = load_data("examples/shifted.csv")
+    assert none is None, "sequences of one length need no lengths"
 
 
 BAD_FILES = [
@@ -45,7 +58,6 @@ BAD_FILES = [
     ("short_row.csv", b"input,target\n1\n", "row 2"),
     ("nan.csv", b"input,target\n1,2\nnan,3\n", "row 3: non-finite value"),
     ("inf.csv", b"input,target\n1,inf\n", "row 2: non-finite value"),
-    ("ragged.csv", b"sequence,input,target\na,1,2\na,2,3\nb,1,2\n", "sequences differ in length"),
     ("binary.csv", b"\xff\xfe\x00\x01garbage", "cannot read it"),
     ("data.txt", b"input,target\n1,2\n", "unknown data format '.txt'"),
     ("bad.npy", b"not numpy", "cannot read it"),
@@ -66,6 +78,9 @@ def test_bad_file_is_one_clean_error(tmp_path, name, content, message):
 BAD_ARRAYS = [
     ("npz", dict(input=np.zeros((2, 3))), "missing array 'target'"),
     ("npz", dict(input=np.zeros((2, 3)), target=np.zeros((2, 4))), "input and target lengths differ"),
+    ("npz", dict(input=np.zeros((2, 3)), target=np.zeros((2, 3)), lengths=np.array([3, 4])), r"lengths\[1\] is 4"),
+    ("npz", dict(input=np.zeros((2, 3)), target=np.zeros((2, 3)), lengths=np.array([3.0, 1])), "must be 2 integers"),
+    ("npz", dict(input=np.zeros((2, 3)), target=np.zeros((2, 3)), lengths=np.array([3])), "must be 2 integers"),
     ("npz", dict(input=np.zeros(3), target=np.zeros(3)), "must have shape"),
     ("npz", dict(input=np.zeros((2, 3, 1, 1)), target=np.zeros((2, 3, 1, 1))), "must have shape"),
     ("npz", dict(input=np.zeros((0, 3)), target=np.zeros((0, 3))), "is empty"),
@@ -94,7 +109,7 @@ def test_random_bytes_never_escape(tmp_path, content, suffix):
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(content)
     try:
-        x, y = load_data(path)
+        x, y, _ = load_data(path)
     except DataError:
         return
     assert x.ndim == 3 and np.isfinite(x).all() and np.isfinite(y).all()
@@ -112,7 +127,7 @@ def test_random_csv_never_escapes(tmp_path, header, rows):
     path = tmp_path / "fuzz.csv"
     path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     try:
-        x, y = load_data(path)
+        x, y, _ = load_data(path)
     except DataError:
         return
     assert x.shape[:2] == y.shape[:2] and np.isfinite(x).all() and np.isfinite(y).all()
@@ -162,7 +177,7 @@ def test_random_npy_arrays_never_escape(tmp_path, shape, dtype, fill):
     a = np.full(shape, fill if dtype.startswith("float") else 1).astype(dtype) if dtype != "U3" else np.full(shape, "x")
     np.save(path, a)
     try:
-        x, y = load_data(path)
+        x, y, _ = load_data(path)
     except DataError:
         return
     assert x.ndim == 3 and x.shape == y.shape and np.isfinite(x).all() and np.isfinite(y).all()
