@@ -274,7 +274,8 @@ def finish_predict(out, batch, pred) -> None:
     from jaxseq import outputs
 
     outputs.write_text(Path(out), outputs.predictions_csv(batch, pred))
-    print(f"wrote {len(batch[0])} sequence(s) of {batch[0].shape[1]} steps to {out}")
+    up_to = "" if batch.lengths is None else "up to "
+    print(f"wrote {len(batch.x)} sequence(s) of {up_to}{batch.x.shape[1]} steps to {out}")
 
 
 def predict_command(args: argparse.Namespace) -> int:
