@@ -18,7 +18,14 @@ import json
 import sys
 import time
 
-from jaxseq.config import TASKS, TrainConfig, add_arguments, from_args
+from jaxseq.config import TrainConfig, _option_type, _positive_int, add_arguments, add_data_arguments, from_args
+
+_host_port = _option_type(
+    lambda text: text if text.rpartition(":")[0] and 0 < int(text.rpartition(":")[2]) < 65536 else None,
+    lambda v: True,
+    "HOST:PORT",
+)
+_index = _option_type(int, lambda v: v >= 0, "a non-negative integer")
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,9 +77,13 @@ def add_host_arguments(p: argparse.ArgumentParser) -> None:
     hosts.add_argument(
         "--distributed", action="store_true", help="join a multi-host run (Slurm, Open MPI: detected by JAX)"
     )
-    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (implies --distributed)")
-    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in all (implies --distributed)")
-    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (implies --distributed)")
+    hosts.add_argument(
+        "--coordinator", type=_host_port, metavar="HOST:PORT", help="process 0's address (implies --distributed)"
+    )
+    hosts.add_argument(
+        "--num-processes", type=_positive_int, metavar="N", help="processes in all (implies --distributed)"
+    )
+    hosts.add_argument("--process-id", type=_index, metavar="I", help="this process, 0..N-1 (implies --distributed)")
 
 
 def join_hosts(args: argparse.Namespace) -> bool:
@@ -81,9 +92,14 @@ def join_hosts(args: argparse.Namespace) -> bool:
     given = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed and given == (None, None, None):
         return True
+    if None not in given[1:] and args.process_id >= args.num_processes:
+        raise ValueError(f"--process-id {args.process_id} must be below --num-processes {args.num_processes}")
     from jaxseq import devices
 
-    devices.initialize(*given)
+    try:
+        devices.initialize(*given)
+    except Exception as e:  # JAX raises several kinds (ValueError, RuntimeError, XlaRuntimeError)
+        raise ValueError(f"jax.distributed.initialize failed: {str(e).splitlines()[0] if str(e) else e!r}") from None
     return devices.is_main_process()
 
 
@@ -105,28 +121,47 @@ def finish_train(prog: str, out, config: TrainConfig, data, losses, summary: dic
     print(f"{prog}: {config.steps} steps, final loss {losses[-1]:.3e}, {speed}; wrote {out}/")
 
 
-def start_run(args: argparse.Namespace, load_checkpoint, *, write: bool = True):
-    """(config, batch, out, checkpoint or None) for a train command: a new run, or --resume DIR.
+def load_inputs(config: TrainConfig):
+    """The run's data (`load_sequences`), with --init-from's weights checked against it."""
+    from jaxseq.task import load_sequences
+
+    data = load_sequences(config)
+    if config.init_from is not None:
+        from jaxseq.convert import check_weights_fit, read_weights_file
+
+        sizes = dict(input_size=data.x.shape[-1], output_size=data.y.shape[-1])
+        check_weights_fit(read_weights_file(config.init_from), config, source=config.init_from, **sizes)
+    return data
+
+
+def check_split(config: TrainConfig, items: int, what: str) -> None:
+    """In a multi-host run, refuses `items` that do not split over every device (before anything is written)."""
+    import jax
+
+    from jaxseq import devices
+
+    if jax.process_count() > 1:
+        devices.usable_devices(devices.platform_devices(config.platform), items, what)
+
+
+def start_run(args: argparse.Namespace, load_checkpoint, *, write: bool = True, jax_run: bool = False):
+    """(config, data, out, checkpoint or None) for a train command: a new run, or --resume DIR.
 
     Every input is read and checked before the output directory is created (if `write`; a
     process of a multi-host run other than process 0 writes nothing and gets out=None).
     """
     from jaxseq import outputs
     from jaxseq.config import resumed_config
-    from jaxseq.task import load_sequences
 
     if args.resume is None:
         config, out, checkpoint = from_args(args), args.out, None
     else:
         checkpoint = load_checkpoint(args.resume)
         config, out = resumed_config(args, checkpoint.config), args.resume
-    batch = load_sequences(config)
-    if config.init_from is not None:
-        from jaxseq.convert import check_weights_fit, read_weights_file
-
-        sizes = dict(input_size=batch.x.shape[-1], output_size=batch.y.shape[-1])
-        check_weights_fit(read_weights_file(config.init_from), config, source=config.init_from, **sizes)
-    return config, batch, outputs.prepare_out_dir(out) if write else None, checkpoint
+    data = load_inputs(config)
+    if jax_run:
+        check_split(config, config.batch_size or len(data.x), "sequences per step")
+    return config, data, outputs.prepare_out_dir(out) if write else None, checkpoint
 
 
 def checkpoint_writer(out, save):
@@ -152,7 +187,7 @@ def train_command(args: argparse.Namespace) -> int:
     write = join_hosts(args)
     from jaxseq import checkpoint
 
-    config, batch, out, resume = start_run(args, checkpoint.load, write=write)
+    config, batch, out, resume = start_run(args, checkpoint.load, write=write, jax_run=True)
     import jax
     import numpy as np
 
@@ -167,7 +202,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        on_checkpoint = checkpoint_writer(out, save) if write else None
+        # every process fetches the state at checkpoints (a collective where it spans hosts); one writes
+        on_checkpoint = checkpoint_writer(out, save) if write else lambda *state: None
         result = train(config, batch=batch, progress=args.progress, resume=resume, on_checkpoint=on_checkpoint)
     except DivergenceError as e:
         if not write:
@@ -213,6 +249,7 @@ def compare_command(args: argparse.Namespace) -> int:
         raise ValueError("compare runs both frameworks start to finish; --resume and --checkpoint-every are for train")
     from jaxseq import compare, outputs
 
+    load_inputs(config)  # checks the data and --init-from before the output directory is made
     out = outputs.prepare_out_dir(args.out)
     if args.cache:
         from jaxseq.training import enable_compilation_cache
@@ -249,14 +286,7 @@ def compare_command(args: argparse.Namespace) -> int:
 def add_predict_arguments(p: argparse.ArgumentParser, *, framework: str = "jax") -> None:
     p.description = "Write a trained model's predictions on the task (or --data) as CSV."
     p.add_argument("--weights", required=True, help="a run directory, or a .safetensors / .pt file")
-    d = TrainConfig()
-    p.add_argument("--data", default=None, metavar="FILE", help="CSV/.npy/.npz inputs and targets (the task)")
-    p.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s)")
-    p.add_argument("--sequences", type=int, default=d.sequences, help="task: sequences (%(default)s)")
-    p.add_argument("--length", type=int, default=d.length, help="task: sequence length (%(default)s)")
-    p.add_argument("--spacing", type=float, default=d.spacing, help="task: input spacing (%(default)s)")
-    p.add_argument("--shift", type=float, default=d.shift, help="task: target = input + shift (%(default)s)")
-    p.add_argument("--data-seed", type=int, default=d.data_seed, help="task: seed of the data (%(default)s)")
+    add_data_arguments(p)
     p.add_argument("--out", default="predictions.csv", help="CSV file to write (%(default)s)")
 
 
@@ -327,15 +357,17 @@ def sweep_command(args: argparse.Namespace) -> int:
     config = from_args(args)
     if args.seeds <= 0:
         raise ValueError(f"--seeds must be a positive integer; got {args.seeds}")
-    if args.resume is not None or config.checkpoint_every is not None or config.init_from is not None:
+    starts = (args.resume, config.checkpoint_every, config.init_from, config.init_from_torch)
+    if starts != (None,) * len(starts):
         raise ValueError(
-            "sweep trains from each seed's own initialisation; no --resume, --checkpoint-every, --init-from"
+            "sweep trains from each seed's own initialisation; "
+            "no --resume, --checkpoint-every, --init-from, --init-from-torch"
         )
     write = join_hosts(args)
     from jaxseq import outputs, sweep
-    from jaxseq.task import load_sequences
 
-    load_sequences(config)  # checks --data before the output directory is made
+    load_inputs(config)  # checks the data before the output directory is made
+    check_split(config, args.seeds * len(lrs), "models")
     out = outputs.prepare_out_dir(args.out) if write else None
     if args.cache:
         from jaxseq.training import enable_compilation_cache

@@ -71,8 +71,9 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
         if not self.spacing > 0 or self.spacing == float("inf"):
             raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
-        if self.data is not None and self.task != "shifted":
-            raise ValueError("give --data or --task, not both")
+        if not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**32:
+            raise ValueError(f"data_seed must be an integer in [0, 2^32); got {self.data_seed!r}")
+        self._check_task_options()
         if self.init_from is not None and self.init_from_torch is not None:
             raise ValueError("give at most one of --init-from and --init-from-torch")
         if not isinstance(self.bidirectional, bool):
@@ -81,6 +82,22 @@ class TrainConfig:
             raise ValueError("--init flax is for the single-layer, one-direction LSTM only")
         if self.shift != self.shift or abs(self.shift) == float("inf"):
             raise ValueError(f"shift must be a finite number; got {self.shift!r}")
+
+    def _check_task_options(self) -> None:
+        """Refuses a task option that the chosen data would ignore (set away from its default)."""
+        d = TrainConfig.__dataclass_fields__
+        if self.data is not None:
+            unused = ("task", "sequences", "length", "spacing", "shift")
+            source = "--data (the file decides)"
+        elif self.task == "shifted":
+            unused, source = ("sequences",), "--task shifted (one sequence)"
+        elif self.task in ("sine", "running-sum"):
+            unused, source = ("spacing", "shift"), f"--task {self.task}"
+        else:
+            unused = ()
+        for name in unused:
+            if getattr(self, name) != d[name].default:
+                raise ValueError(f"--{name.replace('_', '-')} does not apply to {source}")
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -105,6 +122,7 @@ _positive_int = _option_type(int, lambda v: v > 0, "a positive integer")
 _positive_float = _option_type(float, lambda v: 0 < v < math.inf, "a positive number")
 _finite_float = _option_type(float, math.isfinite, "a finite number")
 _int = _option_type(int, lambda v: True, "an integer")
+_seed32 = _option_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
 _lr_list = _option_type(
     lambda text: [float(v) for v in text.split(",")],
     lambda rates: all(0 < r < math.inf for r in rates),
@@ -132,19 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
     parser.add_argument(
         "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
     )
-    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
-    parser.add_argument(
-        "--sequences", type=_positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
-    )
-    parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
-    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
-    parser.add_argument(
-        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
-    )
-    parser.add_argument(
-        "--data-seed", type=_int, default=d.data_seed, help="task: seed of the data and the minibatches (%(default)s)"
-    )
-    parser.add_argument("--data", default=None, metavar="FILE", help="train on this CSV/.npy/.npz instead of the task")
+    add_data_arguments(parser)
     parser.add_argument(
         "--batch-size", type=_positive_int, default=None, metavar="B", help="sequences per step (all of them)"
     )
@@ -176,6 +182,27 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
             "--chunk", type=_positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
         )
         parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the data: --task and its sizes, --data-seed, or --data FILE."""
+    d = TrainConfig()
+    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
+    parser.add_argument(
+        "--sequences", type=_positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
+    )
+    parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
+    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
+    parser.add_argument(
+        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=_seed32,
+        default=d.data_seed,
+        help="seed of the data and the minibatches (%(default)s)",
+    )
+    parser.add_argument("--data", default=None, metavar="FILE", help="your CSV/.npy/.npz instead of the task")
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseq.task import Sequences
+from jaxseq.task import Sequences, check_lengths
 
 
 class DataError(ValueError):
@@ -45,8 +45,8 @@ def load_data(path, dtype="float64") -> Sequences:
         raise DataError(f"{path}: cannot read it ({type(e).__name__}: {str(e)[:200]})") from None
     try:
         x, y = _check(x, "input").astype(dtype), _check(y, "target").astype(dtype)
-        return Sequences(x, y, None if lengths is None else _check_lengths(lengths, x.shape))
-    except DataError as e:
+        return Sequences(x, y, None if lengths is None else check_lengths(lengths, x.shape))
+    except (DataError, ValueError) as e:
         raise DataError(f"{path}: {e}") from None
 
 
@@ -64,16 +64,6 @@ def _check(a: np.ndarray, name: str) -> np.ndarray:
         n, t, f = bad[0]
         raise DataError(f"{name} has a non-finite value {a[n, t, f]} at sequence {n}, step {t}, feature {f}")
     return a
-
-
-def _check_lengths(lengths: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    N, T = shape[:2]
-    if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
-        raise DataError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
-    bad = np.flatnonzero((lengths < 1) | (lengths > T))
-    if bad.size:
-        raise DataError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
-    return lengths.astype(np.int32)
 
 
 def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from flax import nnx
 from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.model import enable_dtype
-from jaxseq.task import load_sequences
+from jaxseq.task import data_key, load_sequences
 from jaxseq.training import STATIC, TrainState, as_sequences, init_model, make_optimizer, run_chunk, with_learning_rate
 
 
@@ -79,7 +79,7 @@ def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: 
     replicated, split = devices.shardings(devices.mesh(used, "models"))
     state_M = devices.put(state_M, split)
     data = devices.put(data, replicated)
-    key = devices.put(jax.random.key_data(jax.random.key(config.data_seed)), replicated)
+    key = devices.put(data_key(config.data_seed), replicated)
 
     chunk = min(config.chunk, config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)

@@ -17,6 +17,7 @@ The generated tasks (`--task`, `--sequences N`, drawn from `--data-seed`):
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -102,3 +103,56 @@ def load_sequences(config) -> Sequences:
 def check_batch_size(batch_size: int | None, sequences: int) -> None:
     if batch_size is not None and batch_size > sequences:
         raise ValueError(f"--batch-size {batch_size} is more than the {sequences} sequence(s) of the data")
+
+
+def check_lengths(lengths, shape: tuple[int, ...]) -> np.ndarray:
+    """`lengths` as (N,) int32 for sequences of shape (N, T, ...); ValueError unless each is in [1, T]."""
+    N, T = shape[:2]
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
+        raise ValueError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
+    bad = np.flatnonzero((lengths < 1) | (lengths > T))
+    if bad.size:
+        raise ValueError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
+    return lengths.astype(np.int32)
+
+
+# Minibatches. The draw of step k depends on (data_seed, k) only, so a resumed run draws what the
+# uninterrupted one did, and torchseq is handed jaxseq's very draws. JAX computes them (jax is
+# imported here only when they are needed, so the PyTorch side does not pay for it otherwise).
+
+
+def data_key(data_seed: int):
+    """The raw (uint32) PRNG key of the minibatch draws, from --data-seed."""
+    import jax
+
+    return jax.random.key_data(jax.random.key(data_seed))
+
+
+def minibatch_indices(key, step, *, sequences: int, batch_size: int):
+    """The sequences of step `step`'s minibatch: `batch_size` indices in [0, sequences), uniform and
+    independent (with replacement), from `fold_in(key, step)`. int32 whatever JAX's x64 mode, so
+    the draws are the same in every process."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, sequences, dtype=jnp.int32)
+
+
+@functools.cache
+def _minibatch_block(sequences: int, batch_size: int, block: int):
+    import jax
+    import jax.numpy as jnp
+
+    def draw(key, start):
+        steps = start + jnp.arange(block, dtype=jnp.int32)
+        return jax.vmap(lambda k: minibatch_indices(key, k, sequences=sequences, batch_size=batch_size))(steps)
+
+    return jax.jit(draw)
+
+
+def minibatches(data_seed: int, sequences: int, batch_size: int, start: int, block: int = 1000) -> np.ndarray:
+    """(block, batch_size): the indices `minibatch_indices` draws at steps start .. start + block - 1,
+    for the host (torchseq). One compiled program per (sequences, batch_size, block)."""
+    draw = _minibatch_block(sequences, batch_size, block)
+    return np.array(draw(data_key(data_seed), start))  # a writable copy, for torch.from_numpy

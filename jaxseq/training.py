@@ -23,7 +23,7 @@ from flax import nnx
 from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.model import Model, enable_dtype
-from jaxseq.task import Sequences, check_batch_size, load_sequences
+from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, load_sequences, minibatch_indices
 
 
 class TrainState(NamedTuple):
@@ -102,7 +102,7 @@ def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum", lengths_B=None):
 
     "sum" is the original script's loss: `sum_t MSELoss()(pred[:, t], y[:, t])`. With `lengths_B`,
     sequence b counts at steps t < lengths_B[b] only: each step's MSE is the mean over the
-    sequences still running, and steps where none is are left out.
+    sequences still running at t (0 where none is), and "mean" is always the sum divided by T.
     """
     square_BxTxO = jnp.square(pred_BxTxO - y_BxTxO)
     if lengths_B is None:
@@ -113,7 +113,7 @@ def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum", lengths_B=None):
     count_T = jnp.sum(valid_BxT, axis=0)
     total_T = jnp.sum(jnp.where(valid_BxT[..., None], square_BxTxO, 0), axis=(0, 2))
     per_step_T = total_T / (O * jnp.maximum(count_T, 1))
-    return jnp.sum(per_step_T) if reduction == "sum" else jnp.sum(per_step_T) / jnp.sum(count_T > 0)
+    return jnp.sum(per_step_T) if reduction == "sum" else jnp.sum(per_step_T) / T
 
 
 def loss_fn(params, graphdef, batch: Sequences, reduction: str):
@@ -126,13 +126,6 @@ def train_step(state: TrainState, batch: Sequences, *, graphdef, tx, reduction):
     loss, grads = jax.value_and_grad(loss_fn)(state.params, graphdef, batch, reduction)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
-
-
-def minibatch_indices(key, step, *, sequences: int, batch_size: int):
-    """The sequences of step `step`'s minibatch: `batch_size` indices in [0, sequences), uniform and
-    independent (with replacement), from `fold_in(key, step)`. A pure function of the step, so
-    a resumed run draws what the uninterrupted one did, and torchseq can be handed the same draws."""
-    return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, sequences)
 
 
 def run_chunk(
@@ -153,7 +146,7 @@ def run_chunk(
     leave the state as is (so the last, shorter chunk reuses the same compiled program).
 
     Each step trains on all of `data`, or with `batch_size` on a minibatch of it gathered on the
-    device (`minibatch_indices` with `key`), laid out by `batch_sharding` (data parallelism) if
+    device (`jaxseq.task.minibatch_indices` with `key`), laid out by `batch_sharding` (data parallelism) if
     given. Returns (state, losses_chunk), with NaN for the skipped steps.
     """
     step = partial(train_step, graphdef=graphdef, tx=tx, reduction=reduction)
@@ -246,7 +239,7 @@ class TrainResult:
 def as_sequences(batch, dtype) -> Sequences:
     """`batch` ((x, y) or (x, y, lengths), NumPy or JAX) as Sequences of NumPy arrays in `dtype`."""
     data = Sequences(*batch)
-    lengths = None if data.lengths is None else np.asarray(data.lengths, np.int32)
+    lengths = None if data.lengths is None else check_lengths(data.lengths, np.shape(data.x))
     return Sequences(np.asarray(data.x, dtype), np.asarray(data.y, dtype), lengths)
 
 
@@ -299,7 +292,7 @@ def train(
     replicated, split = devices.shardings(devices.mesh(used, "data"))
     state = devices.put(state, replicated)
     data = devices.put(data, split if config.batch_size is None else replicated)
-    key = devices.put(jax.random.key_data(jax.random.key(config.data_seed)), replicated)
+    key = devices.put(data_key(config.data_seed), replicated)
     chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
     static["batch_sharding"] = split if config.batch_size is not None and len(used) > 1 else None

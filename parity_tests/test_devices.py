@@ -19,7 +19,8 @@ from jaxseq.outputs import read_history
 from parity_tests.helpers import assert_close
 
 SHARDED_LOSS_RTOL = 1e-10  # float64, 100 steps: rounding differences only (measured about 1e-15)
-TRAIN = ["--task", "windows", "--sequences", "40", "--batch-size", "8", "--hidden", "8", "--steps", "100"]
+TRAIN = ["--task", "windows", "--sequences", "40", "--hidden", "8", "--steps", "100"]
+MINIBATCH = ["--batch-size", "8"]
 SWEEP = ["--seeds", "2", "--lr", "1e-3,1e-2", "--hidden", "8", "--steps", "60", "--chunk", "20"]
 
 
@@ -59,25 +60,30 @@ def two_processes(*args) -> None:
 @pytest.fixture(scope="module")
 def one_device_train(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
-    finish(jaxseq("train", *TRAIN, "--out", str(out), devices=1))
+    finish(jaxseq("train", *TRAIN, *MINIBATCH, "--out", str(out), devices=1))
     return out
 
 
-def test_data_parallel_over_four_devices(tmp_path, one_device_train):
-    out = tmp_path / "four"
-    finish(jaxseq("train", *TRAIN, "--out", str(out), devices=4))
-    assert json.loads((out / "summary.json").read_text())["devices"] == 4
-    assert_close(
-        "loss",
-        read_history(out / "history.csv"),
-        read_history(one_device_train / "history.csv"),
-        rtol=SHARDED_LOSS_RTOL,
-    )
+@pytest.mark.parametrize("batch", [MINIBATCH, []], ids=["minibatches", "all_40_sequences"])
+def test_data_parallel_over_four_devices(tmp_path, batch):
+    """Each step's batch split over 4 devices: 8 drawn sequences, or all 40 placed split."""
+    for devices in (1, 4):
+        finish(jaxseq("train", *TRAIN, *batch, "--out", str(tmp_path / str(devices)), devices=devices))
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("1", "4")]
+    assert [s["devices"] for s in summaries] == [1, 4]
+    one, four = (read_history(tmp_path / d / "history.csv") for d in ("1", "4"))
+    assert_close("loss", four, one, rtol=SHARDED_LOSS_RTOL)
+
+
+def test_uneven_split_falls_back_to_one_device(tmp_path):
+    """In one process, 5 sequences per step on 4 devices: the run uses one device and says so."""
+    finish(jaxseq("train", *TRAIN[:-1], "10", "--batch-size", "5", "--out", str(tmp_path / "x"), devices=4))
+    assert json.loads((tmp_path / "x" / "summary.json").read_text())["devices"] == 1
 
 
 def test_two_processes_train_as_one(tmp_path, one_device_train):
     out = tmp_path / "hosts"
-    two_processes("train", *TRAIN, "--out", str(out))
+    two_processes("train", *TRAIN, *MINIBATCH, "--out", str(out))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["devices"] == 4 and summary["processes"] == 2
     assert_close(
@@ -98,10 +104,16 @@ def test_two_processes_sweep_as_one(tmp_path):
 
 
 def test_uneven_split_over_processes_is_refused(tmp_path):
-    """Across processes, 3 sequences per step cannot split over 4 devices: one line, exit 1."""
+    """Across processes, 3 sequences per step cannot split over 4 devices: one line, exit 1, nothing written."""
     hosts = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     args = ["train", *TRAIN[:-1], "5", "--batch-size", "3", "--out", str(tmp_path / "x")]
     procs = [jaxseq(*args, *hosts, "--process-id", str(i), devices=2) for i in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 1 and "do not split evenly over the 4 devices" in err, err
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 1 and err.count("\n") == 1, err
+            assert "3 sequences per step do not split evenly over the 4 devices" in err, err
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert not (tmp_path / "x").exists()

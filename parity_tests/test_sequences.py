@@ -4,6 +4,11 @@ The minibatch of step k is `minibatch_indices(key, k)`: torchseq is handed the s
 the two frameworks must still follow the same trajectory (test_training's tolerances).
 """
 
+import importlib
+import json
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,14 +16,16 @@ import pytest
 import torch
 
 import jaxseq
-from jaxseq import checkpoint
+from jaxseq import checkpoint, cli
 from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
-from jaxseq.task import generate, load_sequences
-from jaxseq.training import minibatch_indices, sequence_loss
+from jaxseq.sweep import sweep
+from jaxseq.task import data_key, generate, load_sequences, minibatch_indices, minibatches
+from jaxseq.training import init_model, sequence_loss
 from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, TRAJECTORY_PARAM_ATOL, assert_close
-from torchseq.train import minibatches
 from torchseq.train import sequence_loss as torch_sequence_loss
+
+torchseq_train = importlib.import_module("torchseq.train")  # the module (`torchseq.train` is the function)
 
 
 def test_windows_are_the_seed_line_padded():
@@ -52,12 +59,17 @@ def test_data_seed_decides_the_data(task):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_masked_loss_counts_valid_steps_only(reduction):
+@pytest.mark.parametrize("lengths", [[6, 2, 4, 1], [3, 2, 1, 1]], ids=["longest_is_T", "none_reach_T"])
+def test_masked_loss_counts_valid_steps_only(reduction, lengths):
+    """Each step's MSE is over the sequences still running (0 where none is); "mean" is the sum / T."""
     rng = np.random.default_rng(0)
     pred, y = rng.normal(size=(2, 4, 6, 2))
-    lengths = np.array([6, 2, 4, 1])
-    per_step = [np.mean([np.mean((pred[b, t] - y[b, t]) ** 2) for b in range(4) if t < lengths[b]]) for t in range(6)]
-    expected = np.sum(per_step) if reduction == "sum" else np.mean(per_step)
+    lengths = np.array(lengths)
+    per_step = [
+        np.mean([np.mean((pred[b, t] - y[b, t]) ** 2) for b in range(4) if t < lengths[b]]) if t < max(lengths) else 0
+        for t in range(6)
+    ]
+    expected = np.sum(per_step) if reduction == "sum" else np.sum(per_step) / 6
     assert_close("jax masked loss", sequence_loss(pred, y, reduction, jnp.asarray(lengths)), expected, rtol=1e-14)
     t_args = (torch.from_numpy(pred), torch.from_numpy(y), reduction, torch.from_numpy(lengths))
     assert_close("torch masked loss", torch_sequence_loss(*t_args).numpy(), expected, rtol=1e-14)
@@ -66,13 +78,20 @@ def test_masked_loss_counts_valid_steps_only(reduction):
 
 
 def test_minibatch_draws_are_a_function_of_the_step():
-    key = jax.random.key_data(jax.random.key(0))
+    key = data_key(0)
     first = np.asarray(minibatch_indices(key, 7, sequences=100, batch_size=16))
     assert np.array_equal(first, np.asarray(minibatch_indices(key, 7, sequences=100, batch_size=16)))
     assert not np.array_equal(first, np.asarray(minibatch_indices(key, 8, sequences=100, batch_size=16)))
-    config = TrainConfig(batch_size=16)
-    assert np.array_equal(minibatches(config, 100, 5, 10)[2], first), "torchseq must get jaxseq's draws"
+    assert np.array_equal(minibatches(0, 100, 16, start=5, block=10)[2], first), "torchseq must get jaxseq's draws"
     assert first.min() >= 0 and first.max() < 100
+
+
+def test_minibatch_draws_do_not_depend_on_x64():
+    """A process without JAX's x64 mode (torchseq's) draws what this one (x64 on) does."""
+    code = "from jaxseq.task import minibatches; print(minibatches(3, 50, 4, start=10, block=3).tolist())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert jax.config.jax_enable_x64, "this test needs x64 on here (conftest)"
+    assert json.loads(proc.stdout) == minibatches(3, 50, 4, start=10, block=3).tolist()
 
 
 @pytest.mark.parametrize(
@@ -97,19 +116,57 @@ def test_bidirectional_output_ignores_padding():
     """With lengths, a bidirectional model's valid outputs do not change when the padding does."""
     config = TrainConfig(task="windows", sequences=6, cell="lstm", bidirectional=True, hidden=5)
     data = load_sequences(config)
-    model = jaxseq.training.init_model(config)
+    model = init_model(config)
     noisy = np.where(np.arange(21)[None, :, None] < data.lengths[:, None, None], data.x, 7.0)
     a, b = np.asarray(model(data.x, data.lengths)), np.asarray(model(noisy, data.lengths))
     valid = np.arange(21)[None, :] < data.lengths[:, None]
     assert_close("valid outputs", a[valid], b[valid], atol=1e-14)
 
 
-def test_minibatch_run_resumes_exactly():
+def test_minibatch_run_resumes_exactly(tmp_path, monkeypatch):
+    """Both trainers, resumed at step 20, draw the minibatches the whole run drew (torchseq's draws
+    fetched 7 steps at a time here, so the resumed run starts mid-block)."""
     config = TrainConfig(task="windows", sequences=30, batch_size=4, hidden=6, steps=60, checkpoint_every=20)
     saved = {}
     whole = jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), leaves))
-    resumed = jaxseq.train(config, resume=checkpoint.Checkpoint(config, whole.losses[:40], saved[40]))
+    resumed = jaxseq.train(config, resume=checkpoint.Checkpoint(config, whole.losses[:20], saved[20]))
     np.testing.assert_array_equal(resumed.losses, whole.losses)
+
+    monkeypatch.setattr(torchseq_train, "DRAWS", 7)
+
+    def keep_first(losses, model, optimizer):
+        if not (tmp_path / torchseq_train.CHECKPOINT).exists():
+            torchseq_train.save_checkpoint(tmp_path, losses, model, optimizer, config=config)
+
+    t_whole = torchseq_train.train(config, on_checkpoint=keep_first)
+    t_resumed = torchseq_train.train(config, resume=torchseq_train.load_checkpoint(tmp_path))
+    np.testing.assert_array_equal(t_resumed.losses, t_whole.losses)
+
+
+def test_sweep_with_minibatches_equals_train_alone():
+    config = TrainConfig(task="sine", sequences=20, batch_size=5, hidden=8, steps=40, chunk=20)
+    result = sweep(config, [0, 1], [1e-2])
+    for i, seed in enumerate([0, 1]):
+        alone = jaxseq.train(config.replace(seed=seed, lr=1e-2)).losses
+        assert_close(f"sweep seed {seed}", result.losses[i, 0], alone, rtol=1e-10)
+
+
+def test_padded_csv_through_the_command_line(tmp_path):
+    """A CSV of sequences of several lengths trains, and predict leaves the padded steps out."""
+    rows = ["sequence,input,target"] + [
+        f"{n},{t / 10},{t / 10 + 0.1}" for n, T in enumerate([5, 2, 4]) for t in range(T)
+    ]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
+    args = ["--data", str(tmp_path / "r.csv"), "--steps", "20", "--hidden", "4", "--bidirectional", "--no-progress"]
+    assert cli.main(["train", *args, "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    out = tmp_path / "p.csv"
+    assert (
+        cli.main(["predict", "--weights", str(tmp_path / "run"), "--data", str(tmp_path / "r.csv"), "--out", str(out)])
+        == 0
+    )
+    assert [line.split(",")[:2] for line in out.read_text().splitlines()[1:]] == [
+        [str(n), str(t)] for n, T in enumerate([5, 2, 4]) for t in range(T)
+    ]
 
 
 def test_batch_size_larger_than_the_data_is_refused():
@@ -117,3 +174,26 @@ def test_batch_size_larger_than_the_data_is_refused():
         load_sequences(TrainConfig(task="sine", sequences=8, batch_size=9))
     with pytest.raises(ValueError, match="--batch-size 2 is more than the 1 sequence"):
         jaxseq.train(TrainConfig(batch_size=2, steps=1))
+
+
+@pytest.mark.parametrize(
+    "command,args,message",
+    [
+        ("train", ["--data", "examples/shifted.csv", "--task", "sine"], "--task does not apply to --data"),
+        ("train", ["--sequences", "10"], "--sequences does not apply to --task shifted"),
+        ("train", ["--task", "running-sum", "--spacing", "0.1"], "--spacing does not apply to --task running-sum"),
+        ("train", ["--data-seed", "-1"], "expected an integer in [0, 2^32), got '-1'"),
+        ("compare", ["--task", "sine", "--sequences", "4", "--batch-size", "8"], "--batch-size 8 is more than the 4"),
+        ("sweep", ["--task", "sine", "--sequences", "4", "--batch-size", "8"], "--batch-size 8 is more than the 4"),
+        ("predict", ["--weights", "x", "--sequences", "0"], "expected a positive integer, got '0'"),
+    ],
+)
+def test_bad_data_options(tmp_path, capsys, command, args, message):
+    """One line on stderr, a non-zero exit, and no output written."""
+    try:
+        code = cli.main([command, *args, "--out", str(tmp_path / "x")])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x").exists()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from jaxseq.config import TrainConfig
-from jaxseq.task import Sequences, check_batch_size, load_sequences
+from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
 from torchseq.model import Model, build_model, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
+DRAWS = 1000  # minibatch draws fetched from JAX at a time
 
 
 class DivergenceError(FloatingPointError):
@@ -45,7 +47,7 @@ def sequence_loss(
     count_T = valid_BxT.sum(dim=0)
     total_T = torch.where(valid_BxT[..., None], square_BxTxO, 0).sum(dim=(0, 2))
     per_step_T = total_T / (O * count_T.clamp(min=1))
-    return per_step_T.sum() if reduction == "sum" else per_step_T.sum() / (count_T > 0).sum()
+    return per_step_T.sum() if reduction == "sum" else per_step_T.sum() / T
 
 
 def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
@@ -84,8 +86,8 @@ def train(
     """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_NxTxI, y_NxTxO) or
     (x, y, lengths_N) as NumPy arrays or tensors, by default `load_sequences(config)`: the --data
     file or the --task. Every step sees all N sequences, or a minibatch of `config.batch_size`:
-    the very sequences jaxseq draws at that step (`jaxseq.training.minibatch_indices`, so JAX
-    computes the draws), which makes the two runs comparable step by step.
+    the very sequences jaxseq draws at that step (`jaxseq.task.minibatches`: JAX computes the
+    draws, before the timer starts), which makes the two runs comparable step by step.
 
     config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
     resume: a checkpoint (`load_checkpoint`) of this config to continue from.
@@ -105,10 +107,17 @@ def train(
     losses = np.empty(config.steps)
     first = 0
     if resume is not None:
+        from jaxseq.convert import check_weights_fit
+
+        sizes = dict(input_size=x_NxTxI.shape[-1], output_size=y_NxTxO.shape[-1])
+        check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
         first = len(resume.losses)
         losses[:first] = resume.losses
+    if config.batch_size is not None:  # the first block of draws also compiles JAX's program: not timed
+        draws = partial(minibatches, config.data_seed, len(x_NxTxI), config.batch_size, block=DRAWS)
+        drawn = draws(first)
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
         for step in range(first, config.steps):
@@ -117,8 +126,8 @@ def train(
             if config.batch_size is None:
                 x_BxTxI, y_BxTxO, lengths_B = x_NxTxI, y_NxTxO, lengths_N
             else:
-                if (step - first) % DRAWS == 0:
-                    drawn = minibatches(config, len(x_NxTxI), step, min(step + DRAWS, config.steps))
+                if (step - first) % DRAWS == 0 and step > first:
+                    drawn = draws(step)
                 indices_B = torch.from_numpy(drawn[(step - first) % DRAWS])
                 x_BxTxI, y_BxTxO = x_NxTxI[indices_B], y_NxTxO[indices_B]
                 lengths_B = None if lengths_N is None else lengths_N[indices_B]
@@ -137,20 +146,6 @@ def train(
             if on_checkpoint is not None and every and ((step + 1) % every == 0 or step + 1 == config.steps):
                 on_checkpoint(losses[: step + 1], model, optimizer)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
-
-
-DRAWS = 1000  # minibatch draws fetched from JAX at a time
-
-
-def minibatches(config: TrainConfig, sequences: int, start: int, stop: int) -> np.ndarray:
-    """(stop - start, batch_size): the indices jaxseq draws at steps start .. stop - 1."""
-    import jax
-
-    from jaxseq.training import minibatch_indices
-
-    key = jax.random.key_data(jax.random.key(config.data_seed))
-    draw = jax.jit(jax.vmap(lambda k: minibatch_indices(key, k, sequences=sequences, batch_size=config.batch_size)))
-    return np.array(draw(jax.numpy.arange(start, stop)))  # a writable copy, for torch.from_numpy
 
 
 def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -> None:
