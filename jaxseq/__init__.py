@@ -10,6 +10,8 @@ import importlib
 _EXPORTS = {
     "TrainConfig": "jaxseq.config",
     "shifted_sequence": "jaxseq.task",
+    "Sequences": "jaxseq.task",
+    "load_sequences": "jaxseq.task",
     "LSTM": "jaxseq.model",
     "Model": "jaxseq.model",
     "GRU": "jaxseq.recurrent",
