@@ -58,7 +58,8 @@ def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", lr_list: bool = False) -> None:
-    p.description = f"Train the LSTM with {'JAX' if framework == 'jax' else 'PyTorch'}."
+    engine = "JAX" if framework == "jax" else "PyTorch"
+    p.description = f"Train the recurrent model (LSTM, GRU or RNN, then a linear head) with {engine}."
     add_arguments(p, jax_options=framework == "jax", lr_list=lr_list)
     p.add_argument("--out", default=f"runs/{framework}seq", help="output directory (%(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
