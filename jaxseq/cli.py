@@ -18,14 +18,14 @@ import json
 import sys
 import time
 
-from jaxseq.config import TrainConfig, _option_type, _positive_int, add_arguments, add_data_arguments, from_args
+from jaxseq.config import TrainConfig, add_arguments, add_data_arguments, from_args, option_type, positive_int
 
-_host_port = _option_type(
+_host_port = option_type(
     lambda text: text if text.rpartition(":")[0] and 0 < int(text.rpartition(":")[2]) < 65536 else None,
     lambda v: True,
     "HOST:PORT",
 )
-_index = _option_type(int, lambda v: v >= 0, "a non-negative integer")
+_index = option_type(int, lambda v: v >= 0, "a non-negative integer")
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,7 +82,7 @@ def add_host_arguments(p: argparse.ArgumentParser) -> None:
         "--coordinator", type=_host_port, metavar="HOST:PORT", help="process 0's address (implies --distributed)"
     )
     hosts.add_argument(
-        "--num-processes", type=_positive_int, metavar="N", help="processes in all (implies --distributed)"
+        "--num-processes", type=positive_int, metavar="N", help="processes in all (implies --distributed)"
     )
     hosts.add_argument("--process-id", type=_index, metavar="I", help="this process, 0..N-1 (implies --distributed)")
 
@@ -250,13 +250,13 @@ def compare_command(args: argparse.Namespace) -> int:
         raise ValueError("compare runs both frameworks start to finish; --resume and --checkpoint-every are for train")
     from jaxseq import compare, outputs
 
-    load_inputs(config)  # checks the data and --init-from before the output directory is made
+    data = load_inputs(config)  # checks the data and --init-from before the output directory is made
     out = outputs.prepare_out_dir(args.out)
     if args.cache:
         from jaxseq.training import enable_compilation_cache
 
         enable_compilation_cache()
-    c = compare.compare(config, progress=args.progress)
+    c = compare.compare(config, data, progress=args.progress)
 
     def section(result, compile_seconds):
         return {
@@ -367,7 +367,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     write = join_hosts(args)
     from jaxseq import outputs, sweep
 
-    load_inputs(config)  # checks the data before the output directory is made
+    data = load_inputs(config)  # checks the data before the output directory is made
     check_split(config, args.seeds * len(lrs), "models")
     out = outputs.prepare_out_dir(args.out) if write else None
     if args.cache:
@@ -377,7 +377,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     import jax
 
     seeds = list(range(config.seed, config.seed + args.seeds))
-    result = sweep.sweep(config, seeds, lrs, progress=args.progress)
+    result = sweep.sweep(config, seeds, lrs, data, progress=args.progress)
     runs = [
         {"seed": seed, "lr": lr, "final_loss": float(result.losses[i, j, -1])}
         for i, seed in enumerate(seeds)

@@ -30,8 +30,9 @@ def relative_difference(losses: np.ndarray, reference: np.ndarray) -> np.ndarray
     return np.abs(losses - reference) / np.abs(reference)
 
 
-def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
-    """Trains torchseq's model (for `config.seed`, or `config.init_from`) in torch, and its exact copy in JAX."""
+def compare(config: TrainConfig, batch=None, *, progress: bool = False) -> Comparison:
+    """Trains torchseq's model (for `config.seed`, or `config.init_from`) in torch, and its exact copy in JAX,
+    on `batch` (Sequences), by default `load_sequences(config)`."""
     try:
         import torchseq
     except ImportError as e:
@@ -41,7 +42,7 @@ def compare(config: TrainConfig, *, progress: bool = False) -> Comparison:
     from jaxseq.training import train
     from torchseq.train import init_model
 
-    batch = load_sequences(config)
+    batch = load_sequences(config) if batch is None else batch
     t_model = init_model(config, batch.x.shape[-1], batch.y.shape[-1])  # --init-from, or the seed's weights
     j_result = train(config, model=from_torch(t_model), batch=batch, progress=progress)
     t_result = torchseq.train(config, model=t_model, batch=batch, progress=progress)

@@ -103,7 +103,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _option_type(convert, ok, expected: str):
+def option_type(convert, ok, expected: str):
     """An argparse `type=` that converts, checks, and says what it expected on failure."""
 
     def parse(text: str):
@@ -118,12 +118,12 @@ def _option_type(convert, ok, expected: str):
     return parse
 
 
-_positive_int = _option_type(int, lambda v: v > 0, "a positive integer")
-_positive_float = _option_type(float, lambda v: 0 < v < math.inf, "a positive number")
-_finite_float = _option_type(float, math.isfinite, "a finite number")
-_int = _option_type(int, lambda v: True, "an integer")
-_seed32 = _option_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
-_lr_list = _option_type(
+positive_int = option_type(int, lambda v: v > 0, "a positive integer")
+_positive_float = option_type(float, lambda v: 0 < v < math.inf, "a positive number")
+_finite_float = option_type(float, math.isfinite, "a finite number")
+_int = option_type(int, lambda v: True, "an integer")
+_seed32 = option_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
+_lr_list = option_type(
     lambda text: [float(v) for v in text.split(",")],
     lambda rates: all(0 < r < math.inf for r in rates),
     "positive numbers separated by commas",
@@ -135,15 +135,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
     """Adds one option per TrainConfig field (the jaxseq-only ones when `jax_options`;
     --lr as a comma-separated list when `lr_list`)."""
     d = TrainConfig()
-    parser.add_argument("--steps", type=_positive_int, default=d.steps, help="optimizer steps (%(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps (%(default)s)")
     if lr_list:  # `jaxseq sweep`: several rates
         parser.add_argument("--lr", type=_lr_list, default=list(SWEEP_LRS), help="learning rates, e.g. 1e-4,1e-3")
     else:
         parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
-    parser.add_argument("--hidden", type=_positive_int, default=d.hidden, help="hidden size (%(default)s)")
+    parser.add_argument("--hidden", type=positive_int, default=d.hidden, help="hidden size (%(default)s)")
     parser.add_argument("--cell", choices=CELLS, default=d.cell, help="recurrent layer (%(default)s)")
-    parser.add_argument("--layers", type=_positive_int, default=d.layers, help="stacked layers (%(default)s)")
+    parser.add_argument("--layers", type=positive_int, default=d.layers, help="stacked layers (%(default)s)")
     parser.add_argument("--bidirectional", action="store_true", help="forward and reverse directions in every layer")
     parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
@@ -152,13 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
     )
     add_data_arguments(parser)
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, metavar="B", help="sequences per step (all of them)"
+        "--batch-size", type=positive_int, default=None, metavar="B", help="sequences per step (all of them)"
     )
     parser.add_argument(
         "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
     )
     parser.add_argument(
-        "--checkpoint-every", type=_positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
+        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
     )
     parser.add_argument(
         "--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR, with its options"
@@ -179,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list
             help="start from the weights torchseq builds with this seed (needs torch)",
         )
         parser.add_argument(
-            "--chunk", type=_positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
+            "--chunk", type=positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
         )
         parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
 
@@ -189,9 +189,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
     parser.add_argument(
-        "--sequences", type=_positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
+        "--sequences", type=positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
     )
-    parser.add_argument("--length", type=_positive_int, default=d.length, help="task: sequence length (%(default)s)")
+    parser.add_argument("--length", type=positive_int, default=d.length, help="task: sequence length (%(default)s)")
     parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
     parser.add_argument(
         "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"

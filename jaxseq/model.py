@@ -237,7 +237,6 @@ class Model(nnx.Module):
         if cell not in LAYERS:
             raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {cell!r}")
         self.cell = cell
-        self.input_size = input_size
         if (cell, num_layers, bidirectional) == ("lstm", 1, False):
             layer = LSTM(input_size, hidden_size, init=init, param_dtype=param_dtype, rngs=rngs)
         elif init != "torch":
@@ -272,6 +271,10 @@ class Model(nnx.Module):
     def recurrent(self) -> nnx.Module:
         """The recurrent layer (`self.lstm`, `self.gru` or `self.rnn`)."""
         return getattr(self, self.cell)
+
+    @property
+    def input_size(self) -> int:
+        return self.recurrent.input_size
 
     def __call__(self, x_BxTxI, lengths=None):
         """(B, T, I) -> (B, T, O). `lengths` (B,): sequences padded at the end, valid for their first

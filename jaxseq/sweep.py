@@ -58,13 +58,15 @@ def sweep_chunk(state: TrainState, data, key, done, steps, **static):
     return jax.vmap(device)(state)
 
 
-def sweep(config: TrainConfig, seeds: list[int], lrs: list[float], *, progress: bool = False) -> SweepResult:
+def sweep(
+    config: TrainConfig, seeds: list[int], lrs: list[float], batch=None, *, progress: bool = False
+) -> SweepResult:
     """Trains one model per (seed, lr) on the config's batch; model (s, l) is `train(config with
     seed s and lr l)`. Losses that become NaN or infinite stay in the result (no early stop)."""
     from tqdm.auto import tqdm
 
     dtype = enable_dtype(config.dtype)
-    data = as_sequences(load_sequences(config), dtype)
+    data = as_sequences(load_sequences(config) if batch is None else batch, dtype)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     states, graphdef = [], None
     for seed in seeds:
