@@ -154,10 +154,20 @@ class Worker:
         self.proc.wait()
 
 
-def measure_cell(workers, cell, repeats: int, target_seconds: float) -> dict:
+def default_chunk(batch: int, hidden: int, length: int) -> int:
+    """`jaxseq train`'s chunk (100) where a step is short; 10 where 100 steps would take minutes.
+
+    Each call of the compiled chunk first touches its freshly allocated buffers (page faults),
+    which costs about as much as a step or two at the largest sizes; from 10 steps per call on
+    that no longer shows (compare `--chunk 2`, `--chunk 10` and `--chunk 30` on one `--cell`).
+    """
+    return 100 if batch * length * hidden * hidden <= 2e6 else 10
+
+
+def measure_cell(workers, cell, repeats: int, target_seconds: float, chunk: int | None = None) -> dict:
     """Interleaved timings of one cell; the step count is chosen from the slower warm-up."""
     batch, hidden, length, _ = cell
-    chunk = 100 if batch * length * hidden * hidden <= 2e6 else 10 if batch * length * hidden * hidden <= 1e8 else 2
+    chunk = chunk or default_chunk(batch, hidden, length)
     warm = {name: w.ask({"cell": list(cell), "chunk": chunk}) for name, w in workers.items()}
     # Each framework runs enough steps (a multiple of chunk) for ~target_seconds, timed once warm.
     steps = {}
@@ -182,6 +192,7 @@ def measure_cell(workers, cell, repeats: int, target_seconds: float) -> dict:
         "jax_all": rates["jax"],
         "torch_all": rates["torch"],
         "jax_compile_seconds": warm["jax"]["compile_seconds"],
+        "chunk": chunk,
     }
 
 
@@ -196,14 +207,14 @@ def markdown(report: dict) -> str:
         "ratio = jaxseq steps/s / torchseq steps/s (> 1: jaxseq faster).",
         "",
         "| batch | hidden | length | dtype | jaxseq steps/s | torchseq steps/s | ratio "
-        "| steps timed (jax/torch) | jax compile s |",
-        "|---:|---:|---:|:---|---:|---:|---:|---:|---:|",
+        "| steps timed (jax/torch) | jax steps per call | jax compile s |",
+        "|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["cells"]:
         lines.append(
             f"| {r['batch']} | {r['hidden']} | {r['length']} | {r['dtype']} "
             f"| {r['jax_steps_per_second']:.1f} | {r['torch_steps_per_second']:.1f} | **{r['ratio']:.2f}x** "
-            f"| {r['jax_steps']}/{r['torch_steps']} | {r['jax_compile_seconds']:.2f} |"
+            f"| {r['jax_steps']}/{r['torch_steps']} | {r['chunk']} | {r['jax_compile_seconds']:.2f} |"
         )
     ratios = [r["ratio"] for r in report["cells"]]
     lines += [
@@ -214,6 +225,16 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_cell(text: str) -> tuple:
+    try:
+        batch, hidden, length, dtype = text.split(",")
+        if dtype not in DTYPES:
+            raise ValueError
+        return int(batch), int(hidden), int(length), dtype
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B,H,T,float32|float64; got {text!r}") from None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
@@ -221,6 +242,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=1.0, help="target seconds per timed run (%(default)s)")
     p.add_argument("--quick", action="store_true", help="--repeats 1 --seconds 0.3")
     p.add_argument("--seed-only", action="store_true", help="only batch 1, hidden 100, length 21, float64")
+    p.add_argument(
+        "--cell", action="append", type=parse_cell, metavar="B,H,T,DTYPE", help="only this cell (repeatable)"
+    )
+    p.add_argument("--chunk", type=int, default=None, help="JAX steps per compiled call (default: see default_chunk)")
     p.add_argument("--name", default=None, help="results file stem (matrix, or seed with --seed-only)")
     args = p.parse_args(argv)
     if args.worker:
@@ -228,7 +253,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.repeats, args.seconds = 1, 0.3
-    cells = [SEED_CELL] if args.seed_only else list(itertools.product(BATCHES, HIDDENS, LENGTHS, DTYPES))
+    cells = args.cell or ([SEED_CELL] if args.seed_only else list(itertools.product(BATCHES, HIDDENS, LENGTHS, DTYPES)))
     name = args.name or ("seed" if args.seed_only else "matrix")
     command = "python benchmarks/matrix.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
@@ -247,7 +272,7 @@ def main(argv=None) -> int:
     print(f"jax: {report['jax']}\ntorch: {report['torch']}\nnproc: {os.cpu_count()}", flush=True)
     try:
         for cell in cells:
-            r = measure_cell(workers, cell, args.repeats, args.seconds)
+            r = measure_cell(workers, cell, args.repeats, args.seconds, args.chunk)
             report["cells"].append(r)
             print(
                 f"B={r['batch']:<3} H={r['hidden']:<3} T={r['length']:<3} {r['dtype']}: "

@@ -99,10 +99,15 @@ class LSTM(nnx.Module):
         else:
             h0_BxH, c0_BxH = (jnp.asarray(s, dtype)[0] for s in state)
 
-        # The input projection does not depend on the state: one matmul for all steps, time-major.
-        x_TxBxI = jnp.swapaxes(x_BxTxI, 0, 1)
-        xw_TxBx4H = jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + (self.bias_ih_l0[...] + self.bias_hh_l0[...])
-        h_TxBxH, c_n_BxH = lstm_recurrence(xw_TxBx4H, self.weight_hh_l0[...], h0_BxH, c0_BxH)
+        h_TxBxH, c_n_BxH = lstm_layer(
+            jnp.swapaxes(x_BxTxI, 0, 1),  # time-major inside
+            w_ih_4HxI,
+            self.weight_hh_l0[...],
+            self.bias_ih_l0[...],
+            self.bias_hh_l0[...],
+            h0_BxH,
+            c0_BxH,
+        )
         return jnp.swapaxes(h_TxBxH, 0, 1), (h_TxBxH[-1][None], c_n_BxH[None])
 
 
@@ -135,27 +140,34 @@ def _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
 
 
 @jax.custom_vjp
-def lstm_recurrence(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
-    """The LSTM recurrence from the projected inputs xw_t = x_t W_ih^T + b_ih + b_hh.
+def lstm_layer(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH):
+    """The LSTM layer on a time-major sequence. Returns (h_TxBxH, c_T_BxH).
 
-    For t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4); c_t = s(f) c_{t-1} + s(i) tanh(g);
-    h_t = s(o) tanh(c_t), with s = sigmoid. Returns (h_TxBxH, c_T_BxH).
+    The input projection xw_t = x_t W_ih^T + b_ih + b_hh does not depend on the state, so it is
+    one matmul over all steps; then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
+    c_t = s(f) c_{t-1} + s(i) tanh(g); h_t = s(o) tanh(c_t), with s = sigmoid.
 
-    Its backward pass (`_lstm_recurrence_bwd`) is written by hand so that the weight gradient is
-    one matmul over all steps, dW_hh = sum_t dgates_t^T h_{t-1}, rather than T outer products
+    Its backward pass (`_lstm_layer_bwd`) is written by hand so that all four parameter
+    gradients come from one matmul over all steps (see there), rather than T outer products
     accumulated inside the reverse scan.
     """
+    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H, b_hh_4H)
     h_TxBxH, c_TxBxH, _ = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
     return h_TxBxH, c_TxBxH[-1]
 
 
-def _lstm_recurrence_fwd(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
+def _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H, b_hh_4H):
+    return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + (b_ih_4H + b_hh_4H)
+
+
+def _lstm_layer_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH):
+    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H, b_hh_4H)
     h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
-    residuals = (h_TxBxH, c_TxBxH, act_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH)
     return (h_TxBxH, c_TxBxH[-1]), residuals
 
 
-def _lstm_recurrence_bwd(residuals, cotangents):
+def _lstm_layer_bwd(residuals, cotangents):
     """Backpropagation through time. With dh_t the gradient reaching h_t (from the output and
     from step t+1) and dc_t the one reaching c_t:
 
@@ -164,11 +176,17 @@ def _lstm_recurrence_bwd(residuals, cotangents):
                     dc_t s(i) (1 - tanh(g)^2),    dh_t tanh(c_t) s(o)(1 - s(o))]
         dh_{t-1} += dgates_t W_hh,   dc_{t-1} = dc_t s(f)
 
-    then dxw_t = dgates_t and dW_hh = sum_t dgates_t^T h_{t-1}, one matmul over (T, B).
+    Then, summing over (t, b), with z_t = [h_{t-1}, x_t, 1]:
+
+        [dW_hh^T; dW_ih^T; db] = sum_t z_t^T dgates_t       (one matmul)
+
+    and db_ih = db_hh = db; dx_t = dgates_t W_ih. The matmul contracts the leading (t, b) axes
+    of both operands, so XLA lays out only the small z transposed, not dgates (4x larger).
     """
-    h_TxBxH, c_TxBxH, act_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH = residuals
+    x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH = residuals
     dh_TxBxH, dc_n_BxH = cotangents
-    h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
+    H, I = w_hh_4HxH.shape[1], w_ih_4HxI.shape[1]
+    is_g_4H = jnp.arange(4 * H) // H == 2
     c_prev_TxBxH = jnp.concatenate([c0_BxH[None], c_TxBxH[:-1]])
 
     def step(carry, xs):
@@ -178,15 +196,11 @@ def _lstm_recurrence_bwd(residuals, cotangents):
         dh_BxH = dh_out_BxH + dh_next_BxH
         tanh_c_BxH = jnp.tanh(c_BxH)
         dc_BxH = dc_BxH + dh_BxH * o * (1 - tanh_c_BxH * tanh_c_BxH)
-        dgates_Bx4H = jnp.concatenate(
-            [
-                dc_BxH * g * i * (1 - i),
-                dc_BxH * c_prev_BxH * f * (1 - f),
-                dc_BxH * i * (1 - g * g),
-                dh_BxH * tanh_c_BxH * o * (1 - o),
-            ],
-            axis=-1,
-        )
+        # All four blocks in one elementwise pass: dgates = upstream * other * slope(act)
+        upstream_Bx4H = jnp.concatenate([dc_BxH, dc_BxH, dc_BxH, dh_BxH], axis=-1)
+        other_Bx4H = jnp.concatenate([g, c_prev_BxH, i, tanh_c_BxH], axis=-1)
+        slope_Bx4H = jnp.where(is_g_4H, 1 - act_Bx4H * act_Bx4H, act_Bx4H * (1 - act_Bx4H))
+        dgates_Bx4H = upstream_Bx4H * other_Bx4H * slope_Bx4H
         dh_prev_BxH = jnp.einsum("bg,gh->bh", dgates_Bx4H, w_hh_4HxH)
         return (dh_prev_BxH, dc_BxH * f), dgates_Bx4H
 
@@ -194,11 +208,18 @@ def _lstm_recurrence_bwd(residuals, cotangents):
     (dh0_BxH, dc0_BxH), dgates_TxBx4H = jax.lax.scan(
         step, (zeros_BxH, dc_n_BxH), (dh_TxBxH, act_TxBx4H, c_TxBxH, c_prev_TxBxH), reverse=True
     )
-    dw_hh_4HxH = jnp.einsum("tbg,tbh->gh", dgates_TxBx4H, h_prev_TxBxH)
-    return dgates_TxBx4H, dw_hh_4HxH, dh0_BxH, dc0_BxH
+    z_TxBxK = jnp.concatenate(
+        [jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]]), x_TxBxI, jnp.ones_like(x_TxBxI[..., :1])], axis=-1
+    )
+    # As (T*B, K) and (T*B, 4H): XLA may not then reorder (t, b) and transpose dgates to match.
+    T, B, K = z_TxBxK.shape
+    dzw_Kx4H = jnp.einsum("nk,ng->kg", z_TxBxK.reshape(T * B, K), dgates_TxBx4H.reshape(T * B, 4 * H))
+    dw_hh_4HxH, dw_ih_4HxI, db_4H = dzw_Kx4H[:H].T, dzw_Kx4H[H : H + I].T, dzw_Kx4H[H + I]
+    dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI)
+    return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH
 
 
-lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
+lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
 
 
 LAYERS = {"lstm": recurrent.LSTM, "gru": recurrent.GRU, "rnn": recurrent.RNN}
