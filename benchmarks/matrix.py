@@ -1,6 +1,6 @@
 """Training throughput of jaxseq against torchseq, measured side by side.
 
-    python benchmarks/matrix.py                  # the full matrix, 3 repeats (about 15 min on 2 cores)
+    python benchmarks/matrix.py                  # the full matrix, 3 repeats (about 7 min on 2 cores)
     python benchmarks/matrix.py --quick          # shorter measurements, 1 repeat
     python benchmarks/matrix.py --seed-only      # batch 1, hidden 100, length 21, float64 only
 
