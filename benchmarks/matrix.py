@@ -155,11 +155,12 @@ class Worker:
 
 
 def default_chunk(batch: int, hidden: int, length: int) -> int:
-    """`jaxseq train`'s chunk (100) where a step is short; 10 where 100 steps would take minutes.
+    """JAX steps per compiled call: `jaxseq train`'s default (100) for the small cells
+    (batch * length * hidden^2 <= 2e6), 10 for the rest, so that one call stays within seconds.
 
-    Each call of the compiled chunk first touches its freshly allocated buffers (page faults),
-    which costs about as much as a step or two at the largest sizes; from 10 steps per call on
-    that no longer shows (compare `--chunk 2`, `--chunk 10` and `--chunk 30` on one `--cell`).
+    Each call first touches its freshly allocated buffers (page faults), which at the largest
+    sizes costs about as much as a step; from 10 steps per call on that no longer shows
+    (compare `--chunk 2`, `--chunk 10` and `--chunk 30` on one `--cell`).
     """
     return 100 if batch * length * hidden * hidden <= 2e6 else 10
 
@@ -167,7 +168,7 @@ def default_chunk(batch: int, hidden: int, length: int) -> int:
 def measure_cell(workers, cell, repeats: int, target_seconds: float, chunk: int | None = None) -> dict:
     """Interleaved timings of one cell; the step count is chosen from the slower warm-up."""
     batch, hidden, length, _ = cell
-    chunk = chunk or default_chunk(batch, hidden, length)
+    chunk = default_chunk(batch, hidden, length) if chunk is None else chunk
     warm = {name: w.ask({"cell": list(cell), "chunk": chunk}) for name, w in workers.items()}
     # Each framework runs enough steps (a multiple of chunk) for ~target_seconds, timed once warm.
     steps = {}
@@ -225,28 +226,43 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return int(text)
+
+
 def parse_cell(text: str) -> tuple:
     try:
         batch, hidden, length, dtype = text.split(",")
         if dtype not in DTYPES:
             raise ValueError
-        return int(batch), int(hidden), int(length), dtype
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected B,H,T,float32|float64; got {text!r}") from None
+        return positive_int(batch), positive_int(hidden), positive_int(length), dtype
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected B,H,T,float32|float64 with B, H, T >= 1; got {text!r}") from None
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    p.add_argument("--repeats", type=int, default=3, help="interleaved runs per cell (%(default)s)")
-    p.add_argument("--seconds", type=float, default=1.0, help="target seconds per timed run (%(default)s)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="interleaved runs per cell (%(default)s)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=1.0,
+        help="target seconds per timed run (%(default)s); a run is at least one compiled call (see default_chunk)",
+    )
     p.add_argument("--quick", action="store_true", help="--repeats 1 --seconds 0.3")
     p.add_argument("--seed-only", action="store_true", help="only batch 1, hidden 100, length 21, float64")
     p.add_argument(
         "--cell", action="append", type=parse_cell, metavar="B,H,T,DTYPE", help="only this cell (repeatable)"
     )
-    p.add_argument("--chunk", type=int, default=None, help="JAX steps per compiled call (default: see default_chunk)")
-    p.add_argument("--name", default=None, help="results file stem (matrix, or seed with --seed-only)")
+    p.add_argument(
+        "--chunk", type=positive_int, default=None, help="JAX steps per compiled call (default: see default_chunk)"
+    )
+    p.add_argument(
+        "--name", default=None, help="results file stem (matrix; cells with --cell; matrix-seed with --seed-only)"
+    )
     args = p.parse_args(argv)
     if args.worker:
         worker(args.worker)
@@ -254,7 +270,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.repeats, args.seconds = 1, 0.3
     cells = args.cell or ([SEED_CELL] if args.seed_only else list(itertools.product(BATCHES, HIDDENS, LENGTHS, DTYPES)))
-    name = args.name or ("seed" if args.seed_only else "matrix")
+    name = args.name or ("cells" if args.cell else "matrix-seed" if args.seed_only else "matrix")
     command = "python benchmarks/matrix.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     start = time.perf_counter()

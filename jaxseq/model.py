@@ -215,7 +215,7 @@ def _lstm_layer_bwd(residuals, cotangents):
     T, B, K = z_TxBxK.shape
     dzw_Kx4H = jnp.einsum("nk,ng->kg", z_TxBxK.reshape(T * B, K), dgates_TxBx4H.reshape(T * B, 4 * H))
     dw_hh_4HxH, dw_ih_4HxI, db_4H = dzw_Kx4H[:H].T, dzw_Kx4H[H : H + I].T, dzw_Kx4H[H + I]
-    dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI)
+    dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI).astype(x_TxBxI.dtype)
     return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH
 
 
