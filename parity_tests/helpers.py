@@ -47,3 +47,19 @@ def assert_trees_close(actual: dict, expected: dict, *, atol: float = 0.0, rtol:
 
 def torch_state_dict_numpy(module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def lstm_pair(input_size: int, hidden: int, dtype: str, seed: int = 0):
+    """A torch.nn.LSTM (batch_first) and a jaxseq.LSTM holding the same weights."""
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    import jaxseq
+
+    torch.manual_seed(seed)
+    t_lstm = torch.nn.LSTM(input_size, hidden, batch_first=True).to(getattr(torch, dtype))
+    j_lstm = jaxseq.LSTM(input_size, hidden, param_dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
+    for name, value in t_lstm.state_dict().items():  # the same names on both sides
+        setattr(j_lstm, name, nnx.Param(jnp.asarray(value.numpy())))
+    return t_lstm, j_lstm

@@ -9,17 +9,7 @@ from flax import nnx
 
 import jaxseq
 import torchseq
-from parity_tests.helpers import FORWARD_ATOL, assert_close
-
-
-def lstm_pair(input_size, hidden, dtype, seed=0):
-    """A torch.nn.LSTM and a jaxseq.LSTM holding the same weights."""
-    torch.manual_seed(seed)
-    t_lstm = torch.nn.LSTM(input_size, hidden, batch_first=True).to(getattr(torch, dtype))
-    j_lstm = jaxseq.LSTM(input_size, hidden, param_dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
-    for name, value in t_lstm.state_dict().items():  # the same names on both sides
-        setattr(j_lstm, name, nnx.Param(jnp.asarray(value.numpy())))
-    return t_lstm, j_lstm
+from parity_tests.helpers import FORWARD_ATOL, assert_close, lstm_pair
 
 
 def call(module, x, state, use_jit):

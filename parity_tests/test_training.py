@@ -20,6 +20,7 @@ from parity_tests.helpers import (
     TRAJECTORY_PARAM_ATOL,
     assert_close,
     assert_trees_close,
+    lstm_pair,
     torch_state_dict_numpy,
 )
 
@@ -57,6 +58,39 @@ def test_gradients(dtype, reduction, use_jit, batch, length, hidden):
     assert_close("loss", j_loss, t_loss, atol=tol)
     for key in t_grads:
         assert_close(f"grad {key}", j_grads[key], t_grads[key], atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch,length,input_size,hidden", [(1, 21, 1, 100), (4, 50, 3, 16), (2, 8, 5, 1)])
+@pytest.mark.parametrize("given_state", [False, True], ids=["zero_state", "given_state"])
+def test_lstm_layer_gradients(dtype, batch, length, input_size, hidden, given_state):
+    """The LSTM layer's hand-written backward pass against torch.nn.LSTM's: the gradients of all four
+    parameters, of the input and of the initial state, for a loss on output, h_n and c_n."""
+    t_lstm, j_lstm = lstm_pair(input_size, hidden, dtype)
+    rng = np.random.default_rng(2)
+    x, h0, c0 = (rng.uniform(-1, 1, s).astype(dtype) for s in [(batch, length, input_size), *[(1, batch, hidden)] * 2])
+    w_out, w_h, w_c = (rng.normal(size=s).astype(dtype) for s in [(batch, length, hidden), *[(1, batch, hidden)] * 2])
+
+    t_x, t_h0, t_c0 = (torch.from_numpy(a).requires_grad_() for a in (x, h0, c0))
+    t_out, (t_h, t_c) = t_lstm(t_x, (t_h0, t_c0) if given_state else None)
+    t_loss = sum((a * torch.from_numpy(w)).sum() for a, w in [(t_out, w_out), (t_h, w_h), (t_c, w_c)])
+    t_loss.backward()
+
+    graphdef, params = nnx.split(j_lstm)
+
+    def loss(params, x, h0, c0):
+        out, (h, c) = nnx.merge(graphdef, params)(x, (h0, c0) if given_state else None)
+        return sum(jnp.sum(a * w) for a, w in [(out, w_out), (h, w_h), (c, w_c)])
+
+    grads, dx, dh0, dc0 = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))(params, *map(jnp.asarray, (x, h0, c0)))
+    tol = GRAD_ATOL[dtype]
+    j_grads = nnx.merge(graphdef, grads)
+    for name, p in t_lstm.named_parameters():
+        assert_close(f"grad {name}", getattr(j_grads, name)[...], p.grad.numpy(), atol=tol)
+    assert_close("grad input", dx, t_x.grad.numpy(), atol=tol)
+    if given_state:
+        assert_close("grad h0", dh0, t_h0.grad.numpy(), atol=tol)
+        assert_close("grad c0", dc0, t_c0.grad.numpy(), atol=tol)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
