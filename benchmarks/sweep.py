@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jaxseq.config import option_type, positive_int
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 WORKER = """
@@ -53,8 +55,8 @@ def run(code: str, *args, devices: int = 1) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=option_type(int, lambda v: v >= 3, "an integer >= 3"), default=300)
+    p.add_argument("--repeats", type=positive_int, default=3)
     args = p.parse_args(argv)
     rows = {}
     rows["torchseq, 1 model"] = run(TORCH_WORKER, args.steps // 3, args.repeats)

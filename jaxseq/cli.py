@@ -145,11 +145,13 @@ def check_split(config: TrainConfig, items: int, what: str) -> None:
         devices.usable_devices(devices.platform_devices(config.platform), items, what)
 
 
-def start_run(args: argparse.Namespace, load_checkpoint, *, write: bool = True, jax_run: bool = False):
+def start_run(args: argparse.Namespace, load_checkpoint, *, hosts: bool = False):
     """(config, data, out, checkpoint or None) for a train command: a new run, or --resume DIR.
 
-    Every input is read and checked before the output directory is created (if `write`; a
-    process of a multi-host run other than process 0 writes nothing and gets out=None).
+    Every input is read and checked (NumPy only) before anything else: with `hosts`, before this
+    process joins the others (`join_hosts`) and the data's split over all their devices is
+    checked. Then the output directory is created; a process of a multi-host run other than
+    process 0 writes nothing and gets out=None.
     """
     from jaxseq import outputs
     from jaxseq.config import resumed_config
@@ -160,7 +162,9 @@ def start_run(args: argparse.Namespace, load_checkpoint, *, write: bool = True, 
         checkpoint = load_checkpoint(args.resume)
         config, out = resumed_config(args, checkpoint.config), args.resume
     data = load_inputs(config)
-    if jax_run:
+    write = True
+    if hosts:
+        write = join_hosts(args)
         check_split(config, config.batch_size or len(data.x), "sequences per step")
     return config, data, outputs.prepare_out_dir(out) if write else None, checkpoint
 
@@ -185,10 +189,10 @@ def stop_on_divergence(out, error) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    write = join_hosts(args)
     from jaxseq import checkpoint
 
-    config, batch, out, resume = start_run(args, checkpoint.load, write=write, jax_run=True)
+    config, batch, out, resume = start_run(args, checkpoint.load, hosts=True)
+    write = out is not None
     import jax
     import numpy as np
 
@@ -348,7 +352,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p, lr_list=True)
     add_host_arguments(p)
     p.description = "Train one model per seed and learning rate, all in one compiled program."
-    p.add_argument("--seeds", type=int, default=4, help="seeds --seed, --seed+1, ... (%(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=4, help="seeds --seed, --seed+1, ... (%(default)s)")
     p.set_defaults(out="runs/sweep")
 
 
@@ -356,18 +360,16 @@ def sweep_command(args: argparse.Namespace) -> int:
     lrs = args.lr
     args.lr = lrs[0]
     config = from_args(args)
-    if args.seeds <= 0:
-        raise ValueError(f"--seeds must be a positive integer; got {args.seeds}")
     starts = (args.resume, config.checkpoint_every, config.init_from, config.init_from_torch)
     if starts != (None,) * len(starts):
         raise ValueError(
             "sweep trains from each seed's own initialisation; "
             "no --resume, --checkpoint-every, --init-from, --init-from-torch"
         )
-    write = join_hosts(args)
     from jaxseq import outputs, sweep
 
-    data = load_inputs(config)  # checks the data before the output directory is made
+    data = load_inputs(config)  # checks the data before joining the other hosts and making --out
+    write = join_hosts(args)
     check_split(config, args.seeds * len(lrs), "models")
     out = outputs.prepare_out_dir(args.out) if write else None
     if args.cache:

@@ -59,7 +59,10 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
 
 @pytest.mark.parametrize(
     "args,message",
-    [(["--lr", "1e-3,x"], "positive numbers separated by commas"), (["--seeds", "0"], "--seeds must be")],
+    [
+        (["--lr", "1e-3,x"], "positive numbers separated by commas"),
+        (["--seeds", "0"], "argument --seeds: expected a positive integer"),
+    ],
 )
 def test_bad_sweep_options(tmp_path, capsys, args, message):
     try:
