@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from jaxseq.config import positive_int
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES, HIDDENS, LENGTHS, DTYPES = (1, 64, 256), (100, 256), (21, 100), ("float32", "float64")
 SEED_CELL = (1, 100, 21, "float64")
@@ -224,12 +226,6 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return int(text)
 
 
 def parse_cell(text: str) -> tuple:

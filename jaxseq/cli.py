@@ -169,6 +169,14 @@ def start_run(args: argparse.Namespace, load_checkpoint, *, hosts: bool = False)
     return config, data, outputs.prepare_out_dir(out) if write else None, checkpoint
 
 
+def use_compilation_cache(args: argparse.Namespace) -> None:
+    """Keeps compiled programs on disk (`jaxseq.training.enable_compilation_cache`) unless --no-cache."""
+    if args.cache:
+        from jaxseq.training import enable_compilation_cache
+
+        enable_compilation_cache()
+
+
 def checkpoint_writer(out, save):
     """The trainers' `on_checkpoint`: `save(out, losses, *state)`, then history.csv from the same losses."""
     from jaxseq import outputs
@@ -197,10 +205,9 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from jaxseq.convert import save_weights
-    from jaxseq.training import DivergenceError, enable_compilation_cache, train
+    from jaxseq.training import DivergenceError, train
 
-    if args.cache:
-        enable_compilation_cache()
+    use_compilation_cache(args)
 
     def save(out, losses, leaves):
         checkpoint.save(out, checkpoint.Checkpoint(config, losses, leaves))
@@ -256,10 +263,7 @@ def compare_command(args: argparse.Namespace) -> int:
 
     data = load_inputs(config)  # checks the data and --init-from before the output directory is made
     out = outputs.prepare_out_dir(args.out)
-    if args.cache:
-        from jaxseq.training import enable_compilation_cache
-
-        enable_compilation_cache()
+    use_compilation_cache(args)
     c = compare.compare(config, data, progress=args.progress)
 
     def section(result, compile_seconds):
@@ -299,8 +303,7 @@ def predict_batch(args: argparse.Namespace, dtype: str):
     """The (x, y) that `predict` runs on, in the weights' dtype."""
     from jaxseq.task import load_sequences
 
-    names = ("data", "task", "sequences", "length", "spacing", "shift", "data_seed")
-    return load_sequences(TrainConfig(dtype=dtype, **{name: getattr(args, name) for name in names}))
+    return load_sequences(from_args(args).replace(dtype=dtype))
 
 
 def finish_predict(out, batch, pred) -> None:
@@ -372,10 +375,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     write = join_hosts(args)
     check_split(config, args.seeds * len(lrs), "models")
     out = outputs.prepare_out_dir(args.out) if write else None
-    if args.cache:
-        from jaxseq.training import enable_compilation_cache
-
-        enable_compilation_cache()
+    use_compilation_cache(args)
     import jax
 
     seeds = list(range(config.seed, config.seed + args.seeds))
@@ -394,7 +394,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         "model_steps_per_second": result.model_steps_per_second,
         "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
-        "config": dataclasses.asdict(config.replace(lr=lrs[0])) | {"lr": lrs},
+        "config": dataclasses.asdict(config) | {"lr": lrs},
     }
     sweep.plot(out / "sweep.png", result)
     outputs.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

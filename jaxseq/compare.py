@@ -17,17 +17,16 @@ from jaxseq.config import TrainConfig
 class Comparison:
     jax: object  # jaxseq.training.TrainResult
     torch: object  # torchseq.train.TorchResult
-    max_rel_loss_diff: float  # max over steps of |loss_jax - loss_torch| / |loss_torch|
     max_abs_param_diff: float  # max over all final parameters of |jax - torch|
 
     @property
     def rel_loss_diff(self) -> np.ndarray:
-        return relative_difference(self.jax.losses, self.torch.losses)
+        """|loss_jax - loss_torch| / |loss_torch|, step by step."""
+        return np.abs(self.jax.losses - self.torch.losses) / np.abs(self.torch.losses)
 
-
-def relative_difference(losses: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """|losses - reference| / |reference|, step by step."""
-    return np.abs(losses - reference) / np.abs(reference)
+    @property
+    def max_rel_loss_diff(self) -> float:
+        return float(np.max(self.rel_loss_diff))
 
 
 def compare(config: TrainConfig, batch=None, *, progress: bool = False) -> Comparison:
@@ -51,7 +50,6 @@ def compare(config: TrainConfig, batch=None, *, progress: bool = False) -> Compa
     return Comparison(
         jax=j_result,
         torch=t_result,
-        max_rel_loss_diff=float(np.max(relative_difference(j_result.losses, t_result.losses))),
         max_abs_param_diff=float(max(np.max(np.abs(j_params[k] - t_params[k])) for k in t_params)),
     )
 

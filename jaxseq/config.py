@@ -102,6 +102,11 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def checkpoint_due(self, steps_done: int) -> bool:
+        """Whether a run writes a checkpoint after `steps_done` steps: every `checkpoint_every`, and at the end."""
+        every = self.checkpoint_every
+        return bool(every) and (steps_done % every == 0 or steps_done == self.steps)
+
 
 def option_type(convert, ok, expected: str):
     """An argparse `type=` that converts, checks, and says what it expected on failure."""

@@ -46,7 +46,7 @@ def load_data(path, dtype="float64") -> Sequences:
     try:
         x, y = _check(x, "input").astype(dtype), _check(y, "target").astype(dtype)
         return Sequences(x, y, None if lengths is None else check_lengths(lengths, x.shape))
-    except (DataError, ValueError) as e:
+    except ValueError as e:  # DataError is one
         raise DataError(f"{path}: {e}") from None
 
 

@@ -200,14 +200,13 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
         return from_torch(state_dict)
     if config.init_from_torch is not None:
         try:
-            import torchseq  # the PyTorch side is optional for a JAX user
+            from torchseq.train import init_model as torch_init_model  # PyTorch is optional for a JAX user
         except ImportError as e:
             raise ImportError(f"--init-from-torch needs PyTorch ({e}); install jaxseq[torch]") from None
         from jaxseq.convert import from_torch
 
-        layers = dict(cell=config.cell, layers=config.layers, bidirectional=config.bidirectional)
-        seed = config.init_from_torch
-        return from_torch(torchseq.build_model(config.hidden, seed, config.dtype, input_size, output_size, **layers))
+        torch_config = config.replace(seed=config.init_from_torch)  # init_from is None here
+        return from_torch(torch_init_model(torch_config, input_size, output_size))
     return Model(
         input_size,
         config.hidden,
@@ -301,7 +300,6 @@ def train(
     compiled = train_chunk.lower(state, data, key, first, config.steps, **static).compile()
     compile_seconds = time.perf_counter() - start
 
-    every = config.checkpoint_every
     start = time.perf_counter()
     show = progress and devices.is_main_process()
     with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:
@@ -313,7 +311,7 @@ def train(
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{chunk_losses[-1]:.3e}")
             steps_done = done + len(chunk_losses)
-            if on_checkpoint is not None and every and (steps_done % every == 0 or steps_done == config.steps):
+            if on_checkpoint is not None and config.checkpoint_due(steps_done):
                 on_checkpoint(np.concatenate(losses), devices.fetch(jax.tree.leaves(state)))
     run_seconds = time.perf_counter() - start
 

@@ -12,11 +12,7 @@ import jaxseq
 from jaxseq import cli
 from jaxseq.config import TrainConfig
 from jaxseq.sweep import sweep
-from parity_tests.helpers import assert_close
-
-# vmapped and single-model programs may round differently (batched vs single matmuls), so the
-# comparison is relative, over a short run where rounding has not been amplified (see test_training).
-SWEEP_LOSS_RTOL = 1e-10
+from parity_tests.helpers import SWEEP_LOSS_RTOL, assert_close
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

@@ -142,8 +142,7 @@ def train(
             if (step + 1) % config.chunk == 0 or step + 1 == config.steps:
                 bar.update((step % config.chunk) + 1)
                 bar.set_postfix(loss=f"{losses[step]:.3e}")
-            every = config.checkpoint_every
-            if on_checkpoint is not None and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+            if on_checkpoint is not None and config.checkpoint_due(step + 1):
                 on_checkpoint(losses[: step + 1], model, optimizer)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
 
