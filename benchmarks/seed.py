@@ -10,6 +10,9 @@
    (1000 steps), interleaved, medians: jaxseq with `--no-cache` (cold: compiles everything),
    and once more with a warm persistent compilation cache (its default; JAX_COMPILATION_CACHE_DIR
    pointed at a fresh directory that one untimed run fills first).
+3. The floor under one jaxseq step at this size on this machine (`floor_seconds`): the parts of a
+   step that no implementation of this training can skip, each timed alone in JAX, and torchseq's
+   step time divided by their sum, the most jaxseq / torchseq could reach here.
 Writes benchmarks/results/seed.json and seed.md.
 """
 
@@ -66,6 +69,73 @@ def cli_times(runs: int) -> dict:
     return times
 
 
+def floor_seconds(repeats: int, reps: int = 200) -> dict:
+    """Seconds per step of the work a training step at the seed's size cannot avoid, each part
+    timed alone: `reps` repetitions inside one jitted `lax.scan` (so no dispatch), median of
+    `repeats` runs after compilation.
+
+    - recurrent_products: the 2T matrix-vector products with W_hh (4H x H) that run one after
+      another, T in the forward pass (h W_hh^T) and T in the backward pass (dgates W_hh).
+      Each needs the one before, so nothing can overlap them; chained here with nothing else.
+    - weight_gradients: the one matmul that gives every LSTM weight gradient, z^T dgates,
+      (T*B, H+I+1)^T (T*B, 4H), as `jaxseq.model` computes it.
+    - adam: jaxseq's Adam update (`make_optimizer`) and `optax.apply_updates` on the model's
+      parameters.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from jaxseq.config import TrainConfig
+    from jaxseq.training import init_model, make_optimizer
+
+    batch, hidden, length, dtype = SEED_CELL
+    config = TrainConfig(hidden=hidden, length=length, dtype=dtype)
+    _, params = nnx.split(init_model(config))
+    w_hh_4HxH = params["lstm"]["weight_hh_l0"][...]
+    tx = make_optimizer("adam", config.lr)
+    rng = jax.random.split(jax.random.key(0), 2)
+    z_NxK = jax.random.uniform(rng[0], (length * batch, hidden + 2), w_hh_4HxH.dtype)
+    dgates_Nx4H = jax.random.uniform(rng[1], (length * batch, 4 * hidden), w_hh_4HxH.dtype)
+
+    def repeated(body, carry):
+        return jax.jit(lambda c: jax.lax.scan(lambda c, _: (body(c), None), c, None, length=reps)[0])
+
+    def recurrent_products(scale):
+        def backward_then_forward(g_1x4H, _):
+            h_1xH = g_1x4H @ w_hh_4HxH  # as dh_{t-1} = dgates_t W_hh
+            return jnp.einsum("bh,gh->bg", h_1xH, w_hh_4HxH), None  # as h_{t-1} W_hh^T
+
+        g_1x4H = jnp.full((1, 4 * hidden), scale)
+        return scale + 1e-9 * jax.lax.scan(backward_then_forward, g_1x4H, None, length=length)[0][0, 0]
+
+    def weight_gradients(scale):
+        return scale + 1e-9 * jnp.einsum("nk,ng->kg", z_NxK * scale, dgates_Nx4H)[0, 0]
+
+    def adam(state):
+        params, opt_state = state
+        updates, opt_state = tx.update(params, opt_state, params)  # the parameters stand in for gradients
+        return optax.apply_updates(params, updates), opt_state
+
+    parts = {
+        "recurrent_products": (recurrent_products, jnp.ones((), w_hh_4HxH.dtype)),
+        "weight_gradients": (weight_gradients, jnp.ones((), w_hh_4HxH.dtype)),
+        "adam": (adam, (params, tx.init(params))),
+    }
+    seconds = {}
+    for name, (body, carry) in parts.items():
+        run = repeated(body, carry)
+        jax.block_until_ready(run(carry))  # compile
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(run(carry))
+            times.append((time.perf_counter() - start) / reps)
+        seconds[name] = statistics.median(times)
+    return seconds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7, help="interleaved throughput runs (%(default)s)")
@@ -92,6 +162,16 @@ def main(argv=None) -> int:
         flush=True,
     )
 
+    floor = floor_seconds(args.repeats)
+    floor_total = sum(floor.values())
+    ceiling = 1 / cell["torch_steps_per_second"] / floor_total
+    print(
+        "floor per step: "
+        + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in floor.items())
+        + f"; sum {floor_total * 1e6:.0f} us, so at most {ceiling:.1f}x torchseq here",
+        flush=True,
+    )
+
     print("command wall times (1000 steps, process start to exit):", flush=True)
     times = cli_times(args.cli_runs)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
@@ -104,6 +184,8 @@ def main(argv=None) -> int:
         "load_average_at_end": os.getloadavg()[0],
         **settings,
         "throughput": cell,
+        "floor_seconds_per_step": floor,
+        "floor_ceiling_ratio": ceiling,
         "cli_seconds": times,
         "cli_median_seconds": medians,
         "wall_seconds": time.perf_counter() - start,
@@ -123,6 +205,19 @@ def main(argv=None) -> int:
                 f"jaxseq {cell['jax_steps_per_second']:.0f} steps/s, "
                 f"torchseq {cell['torch_steps_per_second']:.0f} steps/s, "
                 f"**ratio {cell['ratio']:.2f}x** (jaxseq compile {cell['jax_compile_seconds']:.2f} s).",
+                "",
+                "The floor under one jaxseq step here (`floor_seconds` in the script; each part timed alone, "
+                f"median of {args.repeats}):",
+                "",
+                "| part | us per step |",
+                "|:---|---:|",
+                *(f"| {name} | {sec * 1e6:.1f} |" for name, sec in floor.items()),
+                f"| **sum** | **{floor_total * 1e6:.1f}** |",
+                "",
+                f"jaxseq's step: {1e6 / cell['jax_steps_per_second']:.0f} us "
+                f"({100 * cell['jax_steps_per_second'] * floor_total:.0f}% of it is the floor); "
+                f"torchseq's: {1e6 / cell['torch_steps_per_second']:.0f} us. "
+                f"A step at the floor would be **{ceiling:.1f}x** torchseq.",
                 "",
                 f"`train --no-progress` end to end (1000 steps, process start to exit), median of {args.cli_runs}:",
                 "",

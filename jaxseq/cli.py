@@ -122,12 +122,13 @@ def finish_train(prog: str, out, config: TrainConfig, data, losses, summary: dic
     print(f"{prog}: {config.steps} steps, final loss {losses[-1]:.3e}, {speed}; wrote {out}/")
 
 
-def load_inputs(config: TrainConfig):
-    """The run's data (`load_sequences`), with --init-from's weights checked against it."""
+def load_inputs(config: TrainConfig, *, resumed: bool = False):
+    """The run's data (`load_sequences`), with --init-from's weights checked against it (unless
+    `resumed`: the run then continues from its checkpoint's weights, and the file may be gone)."""
     from jaxseq.task import load_sequences
 
     data = load_sequences(config)
-    if config.init_from is not None:
+    if config.init_from is not None and not resumed:
         from jaxseq.convert import check_weights_fit, read_weights_file
 
         sizes = dict(input_size=data.x.shape[-1], output_size=data.y.shape[-1])
@@ -161,7 +162,7 @@ def start_run(args: argparse.Namespace, load_checkpoint, *, hosts: bool = False)
     else:
         checkpoint = load_checkpoint(args.resume)
         config, out = resumed_config(args, checkpoint.config), args.resume
-    data = load_inputs(config)
+    data = load_inputs(config, resumed=checkpoint is not None)
     write = True
     if hosts:
         write = join_hosts(args)

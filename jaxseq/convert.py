@@ -63,8 +63,8 @@ def architecture(model: Model) -> Architecture:
         layer.input_size,
         layer.hidden_size,
         model.linear.out_features,
-        getattr(layer, "num_layers", 1),
-        getattr(layer, "bidirectional", False),
+        layer.num_layers,
+        layer.bidirectional,
     )
 
 

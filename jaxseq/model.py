@@ -47,6 +47,9 @@ class LSTM(nnx.Module):
     >>> output_BxTxH, (h_n_1xBxH, c_n_1xBxH) = lstm(jnp.zeros((2, 21, 1)))
     """
 
+    num_layers = 1  # as `jaxseq.recurrent.LSTM`'s, which serves every other configuration
+    bidirectional = False
+
     def __init__(
         self,
         input_size: int,
@@ -303,7 +306,7 @@ class Model(nnx.Module):
         last valid step, as with PyTorch's packed sequences); a forward direction's output at a
         valid step never depends on the padding. Outputs at padded steps are not meaningful."""
         layer = self.recurrent
-        if lengths is not None and getattr(layer, "bidirectional", False):
+        if lengths is not None and layer.bidirectional:
             output_BxTxF, _ = layer(x_BxTxI, lengths=lengths)
         else:
             output_BxTxF, _ = layer(x_BxTxI)

@@ -273,7 +273,10 @@ def train(
     dtype = enable_dtype(config.dtype)
     data = as_sequences(load_sequences(config) if batch is None else batch, dtype)
     check_batch_size(config.batch_size, len(data.x))
-    model = init_model(config, data.x.shape[-1], data.y.shape[-1]) if model is None else model
+    if model is None:
+        # A resumed run's weights come from the checkpoint: --init-from's file is not read again.
+        start = config if resume is None else config.replace(init_from=None, init_from_torch=None)
+        model = init_model(start, data.x.shape[-1], data.y.shape[-1])
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     state = TrainState(params, tx.init(params))

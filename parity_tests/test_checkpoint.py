@@ -127,3 +127,37 @@ def test_torch_checkpoint_of_another_size_is_refused(tmp_path, capsys):
     assert torchseq_cli.main(["train", "--resume", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hidden size 6 in a run of --hidden 4" in err, err
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_resume_needs_no_init_from_file(prog, tmp_path):
+    """A run started from --init-from resumes from its checkpoint's weights, even with the file gone,
+    and ends as the uninterrupted run does."""
+    main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
+    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--out", str(tmp_path / "w"),
+                            "--no-progress"]) == 0  # fmt: skip
+    weights = tmp_path / "weights.safetensors"
+    (tmp_path / "w" / "weights.safetensors").rename(weights)
+    config = TrainConfig(steps=20, hidden=4, checkpoint_every=10, init_from=str(weights))
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    args = ["--steps", "20", "--hidden", "4", "--checkpoint-every", "10", "--init-from", str(weights)]
+    assert main(["train", *args, "--out", str(whole), "--no-progress"]) == 0
+    # The run as it stood at its first checkpoint (step 10), then the weights file removed.
+    run.mkdir()
+    if prog == "jaxseq":
+        import jaxseq
+
+        saved = {}
+        jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), (losses, leaves)))
+        checkpoint.save(run, checkpoint.Checkpoint(config, *saved[10]))
+    else:
+        from torchseq.train import save_checkpoint, train
+
+        def keep_first(losses, model, optimizer):
+            if len(losses) == 10:
+                save_checkpoint(run, losses, model, optimizer, config=config)
+
+        train(config, on_checkpoint=keep_first)
+    weights.unlink()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert (run / "history.csv").read_bytes() == (whole / "history.csv").read_bytes()

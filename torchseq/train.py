@@ -102,7 +102,10 @@ def train(
     x_NxTxI, y_NxTxO = (torch.as_tensor(np.asarray(a)).to(dtype) for a in data[:2])
     lengths_N = None if data.lengths is None else torch.as_tensor(np.asarray(data.lengths, np.int64))
     check_batch_size(config.batch_size, len(x_NxTxI))
-    model = init_model(config, x_NxTxI.shape[-1], y_NxTxO.shape[-1]) if model is None else model
+    if model is None:
+        # A resumed run's weights come from the checkpoint: --init-from's file is not read again.
+        start = config if resume is None else config.replace(init_from=None)
+        model = init_model(start, x_NxTxI.shape[-1], y_NxTxO.shape[-1])
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
     losses = np.empty(config.steps)
     first = 0
