@@ -9,7 +9,8 @@ every cell the parent asks them in turn (jax, torch, jax, torch, ...) for one ti
 measurement of `steps` Adam steps on random data, r times, and reports medians.
 JAX is timed after compilation and a warm-up, with a host sync after every chunk,
 exactly as `jaxseq.training.train` runs it (`train_chunk` compiled once per cell);
-PyTorch runs `torchseq.train.train`. Writes benchmarks/results/<name>.json and .md.
+PyTorch runs `torchseq.train.train`. Writes benchmarks/results/<name>.json and .md at the end;
+until then, <name>.partial.json and .md after every cell (a run stopped early keeps those).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import itertools
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 from jaxseq.config import positive_int
+from jaxseq.outputs import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES, HIDDENS, LENGTHS, DTYPES = (1, 64, 256), (100, 256), (21, 100), ("float32", "float64")
@@ -116,6 +119,7 @@ def thread_settings(framework: str) -> dict:
 def worker(framework: str) -> None:
     """Serves one JSON request per stdin line: {"cell": [...], "chunk": n} builds a cell,
     {"steps": n} times it; answers one JSON line each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C or a time limit stops the parent, which ends us
     cls = JaxCell if framework == "jax" else TorchCell
     print(json.dumps(thread_settings(framework)), flush=True)
     cell = None
@@ -151,7 +155,10 @@ class Worker:
             raise RuntimeError(f"benchmark worker exited (status {self.proc.wait()})")
         return json.loads(line)
 
-    def close(self):
+    def close(self, kill: bool = False):
+        """Ends the worker: once it has answered (closing its input ends its loop), or at once."""
+        if kill:
+            self.proc.kill()
         self.proc.stdin.close()
         self.proc.wait()
 
@@ -220,8 +227,10 @@ def markdown(report: dict) -> str:
             f"| {r['jax_steps']}/{r['torch_steps']} | {r['chunk']} | {r['jax_compile_seconds']:.2f} |"
         )
     ratios = [r["ratio"] for r in report["cells"]]
+    done, planned = len(report["cells"]), report.get("cells_planned", len(report["cells"]))
     lines += [
         "",
+        *([f"**Incomplete: {done} of {planned} cells measured** (the run stopped early)."] if done < planned else []),
         f"Ratio: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x.",
         "",
     ]
@@ -279,13 +288,22 @@ def main(argv=None) -> int:
         "jax": workers["jax"].settings,
         "torch": workers["torch"].settings,
         "repeats": args.repeats,
+        "cells_planned": len(cells),
         "cells": [],
     }
     print(f"jax: {report['jax']}\ntorch: {report['torch']}\nnproc: {os.cpu_count()}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+
+    def write_results(stem: str):
+        report["wall_seconds"] = time.perf_counter() - start
+        write_text(RESULTS / f"{stem}.json", json.dumps(report, indent=1) + "\n")
+        write_text(RESULTS / f"{stem}.md", markdown(report))
+
     try:
         for cell in cells:
             r = measure_cell(workers, cell, args.repeats, args.seconds, args.chunk)
             report["cells"].append(r)
+            write_results(f"{name}.partial")  # a run stopped early keeps what it measured here
             print(
                 f"B={r['batch']:<3} H={r['hidden']:<3} T={r['length']:<3} {r['dtype']}: "
                 f"jax {r['jax_steps_per_second']:9.1f}  torch {r['torch_steps_per_second']:8.1f} steps/s  "
@@ -293,13 +311,19 @@ def main(argv=None) -> int:
                 f"compile {r['jax_compile_seconds']:.2f} s)",
                 flush=True,
             )
+    except KeyboardInterrupt:
+        for w in workers.values():
+            w.close(kill=True)
+        done = len(report["cells"])
+        kept = f"; the {done} measured are in {RESULTS / name}.partial.json and .md" if done else ""
+        print(f"matrix.py: interrupted after {done} of {len(cells)} cells{kept}", file=sys.stderr)
+        return 130
     finally:
         for w in workers.values():
             w.close()
-    report["wall_seconds"] = time.perf_counter() - start
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(report))
+    write_results(name)
+    for suffix in (".json", ".md"):
+        (RESULTS / f"{name}.partial{suffix}").unlink(missing_ok=True)
     print(f"wrote {RESULTS / name}.json and .md ({report['wall_seconds']:.0f} s)")
     return 0
 

@@ -13,7 +13,7 @@
 3. The floor under one jaxseq step at this size on this machine (`floor_seconds`): the parts of a
    step that no implementation of this training can skip, each timed alone in JAX, and torchseq's
    step time divided by their sum, the most jaxseq / torchseq could reach here.
-Writes benchmarks/results/seed.json and seed.md.
+Writes benchmarks/results/seed.json and seed.md (another stem with --name).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS, SEED_CELL, Worker, measure_cell  # noqa: E402
+
+from jaxseq.config import positive_int  # noqa: E402
+from jaxseq.outputs import write_text  # noqa: E402
 
 CACHE_ENV = (
     "JAX_COMPILATION_CACHE_DIR",
@@ -69,18 +72,23 @@ def cli_times(runs: int) -> dict:
     return times
 
 
-def floor_seconds(repeats: int, reps: int = 200) -> dict:
-    """Seconds per step of the work a training step at the seed's size cannot avoid, each part
-    timed alone: `reps` repetitions inside one jitted `lax.scan` (so no dispatch), median of
-    `repeats` runs after compilation.
+def floor_seconds(repeats: int, reps: int = 200) -> dict | None:
+    """Seconds per step of the parts of a training step at the seed's size that this training
+    cannot do without, each timed alone on the CPU as XLA and optax run them: `reps` repetitions
+    inside one jitted `lax.scan` (so no dispatch), median of `repeats` runs after compilation.
 
-    - recurrent_products: the 2T matrix-vector products with W_hh (4H x H) that run one after
-      another, T in the forward pass (h W_hh^T) and T in the backward pass (dgates W_hh).
-      Each needs the one before, so nothing can overlap them; chained here with nothing else.
+    - recurrent_products: the matrix-vector products with W_hh (4H x H) that run one after
+      another: T - 1 in the forward pass (h_{t-1} W_hh^T; the first is 0, as h_0 = 0) and T - 1
+      in the backward pass (dgates_t W_hh; the last would only give h_0's gradient). Each needs
+      the one before; chained here with nothing else.
     - weight_gradients: the one matmul that gives every LSTM weight gradient, z^T dgates,
       (T*B, H+I+1)^T (T*B, 4H), as `jaxseq.model` computes it.
-    - adam: jaxseq's Adam update (`make_optimizer`) and `optax.apply_updates` on the model's
-      parameters.
+    - adam: jaxseq's Adam update (`make_optimizer`, optax) and `optax.apply_updates` on the
+      model's parameters.
+
+    The arrays are arguments of the compiled programs (not constants XLA could fold), and each
+    result passes an optimization barrier before one element of it is used, so no part of a
+    product can be left out. Returns None where JAX's default device is not the CPU.
     """
     import jax
     import jax.numpy as jnp
@@ -90,6 +98,8 @@ def floor_seconds(repeats: int, reps: int = 200) -> dict:
     from jaxseq.config import TrainConfig
     from jaxseq.training import init_model, make_optimizer
 
+    if jax.default_backend() != "cpu":
+        return None  # on an accelerator these parts would time launch overheads, not the arithmetic
     batch, hidden, length, dtype = SEED_CELL
     config = TrainConfig(hidden=hidden, length=length, dtype=dtype)
     _, params = nnx.split(init_model(config))
@@ -98,20 +108,19 @@ def floor_seconds(repeats: int, reps: int = 200) -> dict:
     rng = jax.random.split(jax.random.key(0), 2)
     z_NxK = jax.random.uniform(rng[0], (length * batch, hidden + 2), w_hh_4HxH.dtype)
     dgates_Nx4H = jax.random.uniform(rng[1], (length * batch, 4 * hidden), w_hh_4HxH.dtype)
+    one = jnp.ones((), w_hh_4HxH.dtype)
 
-    def repeated(body, carry):
-        return jax.jit(lambda c: jax.lax.scan(lambda c, _: (body(c), None), c, None, length=reps)[0])
-
-    def recurrent_products(scale):
+    def recurrent_products(scale, w_hh_4HxH):
         def backward_then_forward(g_1x4H, _):
             h_1xH = g_1x4H @ w_hh_4HxH  # as dh_{t-1} = dgates_t W_hh
             return jnp.einsum("bh,gh->bg", h_1xH, w_hh_4HxH), None  # as h_{t-1} W_hh^T
 
-        g_1x4H = jnp.full((1, 4 * hidden), scale)
-        return scale + 1e-9 * jax.lax.scan(backward_then_forward, g_1x4H, None, length=length)[0][0, 0]
+        g_1x4H, _ = jax.lax.scan(backward_then_forward, jnp.full((1, 4 * hidden), scale), None, length=length - 1)
+        return scale + 1e-9 * jax.lax.optimization_barrier(g_1x4H)[0, 0]
 
-    def weight_gradients(scale):
-        return scale + 1e-9 * jnp.einsum("nk,ng->kg", z_NxK * scale, dgates_Nx4H)[0, 0]
+    def weight_gradients(scale, z_NxK, dgates_Nx4H):
+        dzw_Kx4H = jnp.einsum("nk,ng->kg", z_NxK * scale, dgates_Nx4H)
+        return scale + 1e-9 * jax.lax.optimization_barrier(dzw_Kx4H)[0, 0]
 
     def adam(state):
         params, opt_state = state
@@ -119,28 +128,38 @@ def floor_seconds(repeats: int, reps: int = 200) -> dict:
         return optax.apply_updates(params, updates), opt_state
 
     parts = {
-        "recurrent_products": (recurrent_products, jnp.ones((), w_hh_4HxH.dtype)),
-        "weight_gradients": (weight_gradients, jnp.ones((), w_hh_4HxH.dtype)),
-        "adam": (adam, (params, tx.init(params))),
+        "recurrent_products": (recurrent_products, one, (w_hh_4HxH,)),
+        "weight_gradients": (weight_gradients, one, (z_NxK, dgates_Nx4H)),
+        "adam": (adam, (params, tx.init(params)), ()),
     }
+
+    def repeated(body):
+        def run(carry, *operands):
+            return jax.lax.scan(lambda c, _: (body(c, *operands), None), carry, None, length=reps)[0]
+
+        return jax.jit(run)
+
     seconds = {}
-    for name, (body, carry) in parts.items():
-        run = repeated(body, carry)
-        jax.block_until_ready(run(carry))  # compile
+    for name, (body, carry, operands) in parts.items():
+        run = repeated(body)
+        jax.block_until_ready(run(carry, *operands))  # compile
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            jax.block_until_ready(run(carry))
+            result = jax.block_until_ready(run(carry, *operands))
             times.append((time.perf_counter() - start) / reps)
+        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(result)):
+            raise FloatingPointError(f"floor part {name} did not stay finite")
         seconds[name] = statistics.median(times)
     return seconds
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=7, help="interleaved throughput runs (%(default)s)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="interleaved throughput runs (%(default)s)")
     p.add_argument("--seconds", type=float, default=2.0, help="target seconds per throughput run (%(default)s)")
-    p.add_argument("--cli-runs", type=int, default=5, help="runs of each command (%(default)s)")
+    p.add_argument("--cli-runs", type=positive_int, default=5, help="runs of each command (%(default)s)")
+    p.add_argument("--name", default="seed", help="results file stem (%(default)s)")
     args = p.parse_args(argv)
     command = "python benchmarks/seed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
@@ -151,6 +170,11 @@ def main(argv=None) -> int:
             f"jax: {workers['jax'].settings}\ntorch: {workers['torch'].settings}\nnproc: {os.cpu_count()}", flush=True
         )
         cell = measure_cell(workers, SEED_CELL, args.repeats, args.seconds)
+    except KeyboardInterrupt:
+        for w in workers.values():
+            w.close(kill=True)
+        print("seed.py: interrupted; nothing written", file=sys.stderr)
+        return 130
     finally:
         settings = {name: w.settings for name, w in workers.items()}
         for w in workers.values():
@@ -163,14 +187,34 @@ def main(argv=None) -> int:
     )
 
     floor = floor_seconds(args.repeats)
-    floor_total = sum(floor.values())
-    ceiling = 1 / cell["torch_steps_per_second"] / floor_total
-    print(
-        "floor per step: "
-        + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in floor.items())
-        + f"; sum {floor_total * 1e6:.0f} us, so at most {ceiling:.1f}x torchseq here",
-        flush=True,
-    )
+    floor_lines, ceiling = [], None
+    if floor is not None:
+        floor_total = sum(floor.values())
+        # torchseq's step time over jaxseq's floor: the median run, and the range over all runs
+        ceiling, *spread = (1 / rate / floor_total for rate in (cell["torch_steps_per_second"], *cell["torch_all"]))
+        print(
+            "floor per step: "
+            + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in floor.items())
+            + f"; sum {floor_total * 1e6:.0f} us: a step at the floor would be {ceiling:.1f}x torchseq "
+            f"({min(spread):.1f}x-{max(spread):.1f}x over its runs)",
+            flush=True,
+        )
+        floor_lines = [
+            "The floor under one jaxseq step here (`floor_seconds` in the script; each part timed alone, "
+            f"median of {args.repeats}):",
+            "",
+            "| part | us per step |",
+            "|:---|---:|",
+            *(f"| {name} | {sec * 1e6:.1f} |" for name, sec in floor.items()),
+            f"| **sum** | **{floor_total * 1e6:.1f}** |",
+            "",
+            f"jaxseq's step: {1e6 / cell['jax_steps_per_second']:.0f} us "
+            f"({100 * cell['jax_steps_per_second'] * floor_total:.0f}% of it is the floor); "
+            f"torchseq's: {1e6 / cell['torch_steps_per_second']:.0f} us. A step at the floor would be "
+            f"**{ceiling:.1f}x** torchseq ({min(spread):.1f}x-{max(spread):.1f}x over torchseq's "
+            f"{len(spread)} runs).",
+            "",
+        ]
 
     print("command wall times (1000 steps, process start to exit):", flush=True)
     times = cli_times(args.cli_runs)
@@ -186,13 +230,15 @@ def main(argv=None) -> int:
         "throughput": cell,
         "floor_seconds_per_step": floor,
         "floor_ceiling_ratio": ceiling,
+        "floor_ceiling_ratio_range": None if floor is None else [min(spread), max(spread)],
         "cli_seconds": times,
         "cli_median_seconds": medians,
         "wall_seconds": time.perf_counter() - start,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "seed.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "seed.md").write_text(
+    write_text(RESULTS / f"{args.name}.json", json.dumps(report, indent=1) + "\n")
+    write_text(
+        RESULTS / f"{args.name}.md",
         "\n".join(
             [
                 f"# Seed size: batch 1, hidden 100, length 21, float64, Adam ({report['date']})",
@@ -206,19 +252,7 @@ def main(argv=None) -> int:
                 f"torchseq {cell['torch_steps_per_second']:.0f} steps/s, "
                 f"**ratio {cell['ratio']:.2f}x** (jaxseq compile {cell['jax_compile_seconds']:.2f} s).",
                 "",
-                "The floor under one jaxseq step here (`floor_seconds` in the script; each part timed alone, "
-                f"median of {args.repeats}):",
-                "",
-                "| part | us per step |",
-                "|:---|---:|",
-                *(f"| {name} | {sec * 1e6:.1f} |" for name, sec in floor.items()),
-                f"| **sum** | **{floor_total * 1e6:.1f}** |",
-                "",
-                f"jaxseq's step: {1e6 / cell['jax_steps_per_second']:.0f} us "
-                f"({100 * cell['jax_steps_per_second'] * floor_total:.0f}% of it is the floor); "
-                f"torchseq's: {1e6 / cell['torch_steps_per_second']:.0f} us. "
-                f"A step at the floor would be **{ceiling:.1f}x** torchseq.",
-                "",
+                *floor_lines,
                 f"`train --no-progress` end to end (1000 steps, process start to exit), median of {args.cli_runs}:",
                 "",
                 "| command | median s | runs |",
@@ -226,9 +260,9 @@ def main(argv=None) -> int:
                 *(f"| {name} | {medians[name]:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |" for name in times),
                 "",
             ]
-        )
+        ),
     )
-    print(f"wrote {RESULTS}/seed.json and seed.md ({report['wall_seconds']:.0f} s)")
+    print(f"wrote {RESULTS}/{args.name}.json and .md ({report['wall_seconds']:.0f} s)")
     return 0
 
 
