@@ -46,10 +46,11 @@ step() { # step SECONDS DESCRIPTION FILE COMMAND...: COMMAND under a time limit,
 }
 
 run_tests() { # the parity suite, spread over 8 processes (2 threads each) where pytest-xdist is installed
+    local pytest=("$python" -m pytest -q -p no:cacheprovider)
     if "$python" -c "import xdist" 2>/dev/null; then
-        OMP_NUM_THREADS=2 step 270 "parity tests" "$out/tests.txt" "$python" -m pytest -q -p no:cacheprovider -n 8
+        OMP_NUM_THREADS=2 step 270 "parity tests" "$out/tests.txt" "${pytest[@]}" -n 8
     else
-        step 270 "parity tests" "$out/tests.txt" "$python" -m pytest -q -p no:cacheprovider
+        step 270 "parity tests" "$out/tests.txt" "${pytest[@]}"
     fi
 }
 
@@ -69,10 +70,11 @@ run_bench() {
 {
     date -u
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    # last line: JAX's default backend, read below
     "$python" -c "import sys, jax, torch; print(sys.version); print('jax', jax.__version__, jax.devices()); \
-print('torch', torch.__version__, 'threads', torch.get_num_threads())"
+print('torch', torch.__version__, 'threads', torch.get_num_threads()); print(jax.default_backend())"
 } 2>&1 | tee "$log"
-backend=$("$python" -c "import jax; print(jax.default_backend())" 2>&1 | tail -n 1)
+backend=$(tail -n 1 "$log")
 if [ "$backend" != gpu ] && [ "${ALLOW_CPU:-0}" != 1 ]; then
     echo "gpu.sh: JAX's default backend here is '$backend', not gpu (ALLOW_CPU=1 runs anyway)" | tee -a "$log" >&2
     exit 100

@@ -16,6 +16,7 @@ until then, <name>.partial.json and .md after every cell (a run stopped early ke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import itertools
 import json
@@ -51,25 +52,23 @@ class JaxCell:
     """One cell on the JAX side: `train_chunk` compiled once, then timed calls of `chunk` steps."""
 
     def __init__(self, batch, hidden, length, dtype, chunk):
-        import jax
         import jax.numpy as jnp
         from flax import nnx
 
         from jaxseq.config import TrainConfig
-        from jaxseq.task import Sequences
-        from jaxseq.training import TrainState, init_model, make_optimizer, train_chunk
+        from jaxseq.task import Sequences, data_key
+        from jaxseq.training import TrainState, compile_timed, init_model, make_optimizer, train_chunk
 
         config = TrainConfig(hidden=hidden, length=length, dtype=dtype, chunk=chunk)
         graphdef, params = nnx.split(init_model(config))
         tx = make_optimizer(config.optimizer, config.lr)
-        self.batch = jax.device_put(Sequences(*(jnp.asarray(a) for a in random_batch(batch, length, dtype))))
-        self.key = jax.random.key_data(jax.random.key(0))  # unused: every step sees the whole batch
+        self.batch = Sequences(*(jnp.asarray(a) for a in random_batch(batch, length, dtype)))
+        self.key = data_key(0)  # unused: every step sees the whole batch
         self.state = TrainState(params, tx.init(params))
         self.chunk = chunk
-        start = time.perf_counter()
         static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk)
-        self.compiled = train_chunk.lower(self.state, self.batch, self.key, 0, chunk, **static).compile()
-        self.compile_seconds = time.perf_counter() - start
+        args = (self.state, self.batch, self.key, 0, chunk)
+        self.compiled, self.compile_seconds = compile_timed(train_chunk, *args, **static)
 
     def run(self, steps: int) -> float:
         """Seconds for `steps` steps (a multiple of `chunk`), syncing on the losses after each chunk."""
@@ -163,6 +162,22 @@ class Worker:
         self.proc.wait()
 
 
+@contextlib.contextmanager
+def started_workers():
+    """{"jax": Worker, "torch": Worker}, ended with the block: at once if Ctrl-C or a time limit
+    (SIGINT) interrupted it, which then goes on up."""
+    workers = {"jax": Worker("jax"), "torch": Worker("torch")}
+    interrupted = False
+    try:
+        yield workers
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        for w in workers.values():
+            w.close(kill=interrupted)
+
+
 def default_chunk(batch: int, hidden: int, length: int) -> int:
     """JAX steps per compiled call: `jaxseq train`'s default (100) for the small cells
     (batch * length * hidden^2 <= 2e6), 10 for the rest, so that one call stays within seconds.
@@ -227,7 +242,7 @@ def markdown(report: dict) -> str:
             f"| {r['jax_steps']}/{r['torch_steps']} | {r['chunk']} | {r['jax_compile_seconds']:.2f} |"
         )
     ratios = [r["ratio"] for r in report["cells"]]
-    done, planned = len(report["cells"]), report.get("cells_planned", len(report["cells"]))
+    done, planned = len(report["cells"]), report["cells_planned"]
     lines += [
         "",
         *([f"**Incomplete: {done} of {planned} cells measured** (the run stopped early)."] if done < planned else []),
@@ -279,49 +294,44 @@ def main(argv=None) -> int:
     command = "python benchmarks/matrix.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     start = time.perf_counter()
-    workers = {"jax": Worker("jax"), "torch": Worker("torch")}
-    report = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": command.strip(),
-        "machine": f"{platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
-        f"load average at start {os.getloadavg()[0]:.2f}",
-        "jax": workers["jax"].settings,
-        "torch": workers["torch"].settings,
-        "repeats": args.repeats,
-        "cells_planned": len(cells),
-        "cells": [],
-    }
-    print(f"jax: {report['jax']}\ntorch: {report['torch']}\nnproc: {os.cpu_count()}", flush=True)
     RESULTS.mkdir(exist_ok=True)
+    measured = []
 
-    def write_results(stem: str):
+    def write_results(report: dict, stem: str):
         report["wall_seconds"] = time.perf_counter() - start
         write_text(RESULTS / f"{stem}.json", json.dumps(report, indent=1) + "\n")
         write_text(RESULTS / f"{stem}.md", markdown(report))
 
     try:
-        for cell in cells:
-            r = measure_cell(workers, cell, args.repeats, args.seconds, args.chunk)
-            report["cells"].append(r)
-            write_results(f"{name}.partial")  # a run stopped early keeps what it measured here
-            print(
-                f"B={r['batch']:<3} H={r['hidden']:<3} T={r['length']:<3} {r['dtype']}: "
-                f"jax {r['jax_steps_per_second']:9.1f}  torch {r['torch_steps_per_second']:8.1f} steps/s  "
-                f"ratio {r['ratio']:6.2f}x  ({r['jax_steps']}/{r['torch_steps']} steps, "
-                f"compile {r['jax_compile_seconds']:.2f} s)",
-                flush=True,
-            )
+        with started_workers() as workers:
+            report = {
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "command": command.strip(),
+                "machine": f"{platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
+                f"load average at start {os.getloadavg()[0]:.2f}",
+                "jax": workers["jax"].settings,
+                "torch": workers["torch"].settings,
+                "repeats": args.repeats,
+                "cells_planned": len(cells),
+                "cells": measured,
+            }
+            print(f"jax: {report['jax']}\ntorch: {report['torch']}\nnproc: {os.cpu_count()}", flush=True)
+            for cell in cells:
+                r = measure_cell(workers, cell, args.repeats, args.seconds, args.chunk)
+                measured.append(r)
+                write_results(report, f"{name}.partial")  # a run stopped early keeps what it measured here
+                print(
+                    f"B={r['batch']:<3} H={r['hidden']:<3} T={r['length']:<3} {r['dtype']}: "
+                    f"jax {r['jax_steps_per_second']:9.1f}  torch {r['torch_steps_per_second']:8.1f} steps/s  "
+                    f"ratio {r['ratio']:6.2f}x  ({r['jax_steps']}/{r['torch_steps']} steps, "
+                    f"compile {r['jax_compile_seconds']:.2f} s)",
+                    flush=True,
+                )
     except KeyboardInterrupt:
-        for w in workers.values():
-            w.close(kill=True)
-        done = len(report["cells"])
-        kept = f"; the {done} measured are in {RESULTS / name}.partial.json and .md" if done else ""
-        print(f"matrix.py: interrupted after {done} of {len(cells)} cells{kept}", file=sys.stderr)
+        kept = f"; the {len(measured)} measured are in {RESULTS / name}.partial.json and .md" if measured else ""
+        print(f"matrix.py: interrupted after {len(measured)} of {len(cells)} cells{kept}", file=sys.stderr)
         return 130
-    finally:
-        for w in workers.values():
-            w.close()
-    write_results(name)
+    write_results(report, name)
     for suffix in (".json", ".md"):
         (RESULTS / f"{name}.partial{suffix}").unlink(missing_ok=True)
     print(f"wrote {RESULTS / name}.json and .md ({report['wall_seconds']:.0f} s)")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matrix import RESULTS, SEED_CELL, Worker, measure_cell  # noqa: E402
+from matrix import RESULTS, SEED_CELL, measure_cell, started_workers  # noqa: E402
 
 from jaxseq.config import positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
@@ -164,21 +164,14 @@ def main(argv=None) -> int:
     command = "python benchmarks/seed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
 
-    workers = {"jax": Worker("jax"), "torch": Worker("torch")}
     try:
-        print(
-            f"jax: {workers['jax'].settings}\ntorch: {workers['torch'].settings}\nnproc: {os.cpu_count()}", flush=True
-        )
-        cell = measure_cell(workers, SEED_CELL, args.repeats, args.seconds)
+        with started_workers() as workers:
+            settings = {name: w.settings for name, w in workers.items()}
+            print(f"jax: {settings['jax']}\ntorch: {settings['torch']}\nnproc: {os.cpu_count()}", flush=True)
+            cell = measure_cell(workers, SEED_CELL, args.repeats, args.seconds)
     except KeyboardInterrupt:
-        for w in workers.values():
-            w.close(kill=True)
         print("seed.py: interrupted; nothing written", file=sys.stderr)
         return 130
-    finally:
-        settings = {name: w.settings for name, w in workers.items()}
-        for w in workers.values():
-            w.close()
     print(
         f"throughput: jax {cell['jax_steps_per_second']:.0f}  torch {cell['torch_steps_per_second']:.0f} steps/s  "
         f"ratio {cell['ratio']:.2f}x  (jax runs {[round(r) for r in cell['jax_all']]}, "
@@ -187,16 +180,18 @@ def main(argv=None) -> int:
     )
 
     floor = floor_seconds(args.repeats)
-    floor_lines, ceiling = [], None
+    floor_lines, ceiling, ceiling_range = [], None, None
     if floor is not None:
         floor_total = sum(floor.values())
         # torchseq's step time over jaxseq's floor: the median run, and the range over all runs
-        ceiling, *spread = (1 / rate / floor_total for rate in (cell["torch_steps_per_second"], *cell["torch_all"]))
+        ceiling = 1 / cell["torch_steps_per_second"] / floor_total
+        ceilings = [1 / rate / floor_total for rate in cell["torch_all"]]
+        ceiling_range = [min(ceilings), max(ceilings)]
+        spread = f"{ceiling_range[0]:.1f}x-{ceiling_range[1]:.1f}x over torchseq's {len(ceilings)} runs"
         print(
             "floor per step: "
             + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in floor.items())
-            + f"; sum {floor_total * 1e6:.0f} us: a step at the floor would be {ceiling:.1f}x torchseq "
-            f"({min(spread):.1f}x-{max(spread):.1f}x over its runs)",
+            + f"; sum {floor_total * 1e6:.0f} us: a step at the floor would be {ceiling:.1f}x torchseq ({spread})",
             flush=True,
         )
         floor_lines = [
@@ -211,8 +206,7 @@ def main(argv=None) -> int:
             f"jaxseq's step: {1e6 / cell['jax_steps_per_second']:.0f} us "
             f"({100 * cell['jax_steps_per_second'] * floor_total:.0f}% of it is the floor); "
             f"torchseq's: {1e6 / cell['torch_steps_per_second']:.0f} us. A step at the floor would be "
-            f"**{ceiling:.1f}x** torchseq ({min(spread):.1f}x-{max(spread):.1f}x over torchseq's "
-            f"{len(spread)} runs).",
+            f"**{ceiling:.1f}x** torchseq ({spread}).",
             "",
         ]
 
@@ -230,7 +224,7 @@ def main(argv=None) -> int:
         "throughput": cell,
         "floor_seconds_per_step": floor,
         "floor_ceiling_ratio": ceiling,
-        "floor_ceiling_ratio_range": None if floor is None else [min(spread), max(spread)],
+        "floor_ceiling_ratio_range": ceiling_range,
         "cli_seconds": times,
         "cli_median_seconds": medians,
         "wall_seconds": time.perf_counter() - start,

@@ -20,7 +20,16 @@ from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.model import enable_dtype
 from jaxseq.task import data_key, load_sequences
-from jaxseq.training import STATIC, TrainState, as_sequences, init_model, make_optimizer, run_chunk, with_learning_rate
+from jaxseq.training import (
+    STATIC,
+    TrainState,
+    as_sequences,
+    compile_timed,
+    init_model,
+    make_optimizer,
+    run_chunk,
+    with_learning_rate,
+)
 
 
 @dataclass
@@ -85,10 +94,7 @@ def sweep(
 
     chunk = min(config.chunk, config.steps)
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
-    start = time.perf_counter()
-    compiled = sweep_chunk.lower(state_M, data, key, 0, config.steps, **static).compile()
-    compile_seconds = time.perf_counter() - start
-
+    compiled, compile_seconds = compile_timed(sweep_chunk, state_M, data, key, 0, config.steps, **static)
     losses = []
     start = time.perf_counter()
     show = progress and devices.is_main_process()

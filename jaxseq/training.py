@@ -171,6 +171,13 @@ train_chunk = jax.jit(run_chunk, static_argnames=STATIC, donate_argnames="state"
 train_chunk.__doc__ = "`run_chunk`, compiled; the state's buffers are donated."
 
 
+def compile_timed(jitted, *args, **static):
+    """(`jitted` lowered and compiled for `args` and `static`, the seconds that took)."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args, **static).compile()
+    return compiled, time.perf_counter() - start
+
+
 def enable_compilation_cache(directory=None) -> str:
     """Keeps compiled programs on disk, so a repeated run skips XLA compilation.
 
@@ -299,10 +306,7 @@ def train(
     static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
     static["batch_sharding"] = split if config.batch_size is not None and len(used) > 1 else None
 
-    start = time.perf_counter()
-    compiled = train_chunk.lower(state, data, key, first, config.steps, **static).compile()
-    compile_seconds = time.perf_counter() - start
-
+    compiled, compile_seconds = compile_timed(train_chunk, state, data, key, first, config.steps, **static)
     start = time.perf_counter()
     show = progress and devices.is_main_process()
     with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:

@@ -6,6 +6,8 @@ arithmetic differs); every failure message names the tensor and the tolerance.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 
@@ -24,6 +26,15 @@ TRAJECTORY_PARAM_ATOL = {"float64": 1e-8, "float32": 1e-3}
 # programs may round differently (batched vs single matmuls), so the comparison is relative, over a
 # short run where rounding has not been amplified (see test_training).
 SWEEP_LOSS_RTOL = 1e-10
+# A run sharded over several devices or processes against the same run on one device, float64,
+# 100 steps: sharded reductions add in another order, so rounding only (measured about 1e-15).
+SHARDED_LOSS_RTOL = 1e-10
+# One loss value, float64, computed two ways (JAX, torch, or the formula by hand), relative.
+LOSS_RTOL = 1e-14
+# Generated data against its formula, float64, values of order 1, absolute.
+DATA_ATOL = 1e-12
+# A model's valid outputs with the padding changed, float64, absolute: they must not depend on it.
+PADDING_ATOL = 1e-14
 
 
 def assert_close(name: str, actual, expected, *, atol: float = 0.0, rtol: float = 0.0) -> None:
@@ -67,3 +78,58 @@ def lstm_pair(input_size: int, hidden: int, dtype: str, seed: int = 0):
     for name, value in t_lstm.state_dict().items():  # the same names on both sides
         setattr(j_lstm, name, nnx.Param(jnp.asarray(value.numpy())))
     return t_lstm, j_lstm
+
+
+def assert_trajectories_close(c, dtype: str) -> None:
+    """A `jaxseq.compare.Comparison` within the trajectory tolerances: every loss, the final parameters."""
+    assert c.max_rel_loss_diff <= TRAJECTORY_LOSS_RTOL[dtype], f"loss curves differ by {c.max_rel_loss_diff:.3g}"
+    assert c.max_abs_param_diff <= TRAJECTORY_PARAM_ATOL[dtype], f"parameters differ by {c.max_abs_param_diff:.3g}"
+
+
+def exit_code(main, *args) -> int:
+    """`main(list(args))`'s exit status, also where argparse exits (SystemExit)."""
+    try:
+        return main(list(args))
+    except SystemExit as e:
+        return e.code
+
+
+def assert_one_line_error(capsys, code: int, message: str) -> None:
+    """A command failed (`code` != 0) with one line on stderr, holding `message`."""
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and message in err, err
+
+
+def simulated_devices_env(devices: int) -> dict:
+    """The environment for a jaxseq process on `devices` simulated CPU devices (the CPU even where
+    JAX would pick a GPU)."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def whole_run_and_first_checkpoint(framework: str, config, run_dir):
+    """Trains `config` start to finish in "jax" or "torch", keeping the checkpoint it writes first
+    (after `config.checkpoint_every` steps; torch's in `run_dir`). Returns (the whole run's losses,
+    that checkpoint, ready for `train(config, resume=...)`)."""
+    every = config.checkpoint_every
+    if framework == "jax":
+        import jaxseq
+        from jaxseq import checkpoint
+
+        saved = {}
+        whole = jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), leaves))
+        return whole.losses, checkpoint.Checkpoint(config, whole.losses[:every], saved[every])
+    from torchseq.train import load_checkpoint, save_checkpoint, train
+
+    def keep_first(losses, model, optimizer):
+        if len(losses) == every:
+            save_checkpoint(run_dir, losses, model, optimizer, config=config)
+
+    return train(config, on_checkpoint=keep_first).losses, load_checkpoint(run_dir)
+
+
+def weighted_sum(result, weights, mode: str):
+    """sum(output * w_out) + sum(h_n * w_h) (+ sum(c_n * w_c)) for a recurrent layer's (output, state),
+    torch or JAX: a loss whose gradient reaches every output. `mode` "LSTM" has the state (h_n, c_n)."""
+    out, state = result
+    states = state if mode == "LSTM" else (state,)
+    return sum((a * w).sum() for a, w in zip((out, *states), weights, strict=False))

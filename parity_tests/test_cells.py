@@ -13,7 +13,7 @@ import torch
 
 import jaxseq
 import torchseq
-from jaxseq import checkpoint, cli
+from jaxseq import cli
 from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
 from jaxseq.convert import check_state_dict
@@ -22,9 +22,11 @@ from jaxseq.training import init_model
 from parity_tests.helpers import (
     FORWARD_ATOL,
     SWEEP_LOSS_RTOL,
-    TRAJECTORY_LOSS_RTOL,
-    TRAJECTORY_PARAM_ATOL,
     assert_close,
+    assert_one_line_error,
+    assert_trajectories_close,
+    exit_code,
+    whole_run_and_first_checkpoint,
 )
 from torchseq import cli as torchseq_cli
 from torchseq.train import init_model as torch_init_model
@@ -53,17 +55,14 @@ def test_trajectory_matches_torch(arch):
     """100 Adam steps in float64 from torchseq's weights: every loss, and the final parameters."""
     config = config_of(arch)
     c = compare(config)
-    assert c.max_rel_loss_diff <= TRAJECTORY_LOSS_RTOL["float64"], f"loss curves differ by {c.max_rel_loss_diff:.3g}"
-    assert c.max_abs_param_diff <= TRAJECTORY_PARAM_ATOL["float64"], f"parameters differ by {c.max_abs_param_diff:.3g}"
+    assert_trajectories_close(c, "float64")
     assert c.jax.losses[-1] < 0.5 * c.jax.losses[0], "the model did not learn: the test would prove little"
     assert check_state_dict(jaxseq.to_torch_state_dict(c.jax.model)) == (arch[0], 1, 8, 1, arch[1], arch[2])
 
 
 @pytest.mark.parametrize("arch", [("gru", 2, True), ("rnn", 1, False)], ids=arch_id)
 def test_trajectory_matches_torch_float32(arch):
-    c = compare(config_of(arch, dtype="float32"))
-    assert c.max_rel_loss_diff <= TRAJECTORY_LOSS_RTOL["float32"], f"loss curves differ by {c.max_rel_loss_diff:.3g}"
-    assert c.max_abs_param_diff <= TRAJECTORY_PARAM_ATOL["float32"], f"parameters differ by {c.max_abs_param_diff:.3g}"
+    assert_trajectories_close(compare(config_of(arch, dtype="float32")), "float32")
 
 
 @pytest.mark.parametrize("arch", [("lstm", 2, True), ("gru", 1, False)], ids=arch_id)
@@ -79,30 +78,24 @@ def test_native_initialisation_follows_torch_rules(arch):
         assert np.abs(value).max() <= 1 / np.sqrt(fan_in), f"{key} exceeds ±1/sqrt({fan_in})"
 
 
-def run(main, *args):
-    try:
-        return main(list(args))
-    except SystemExit as e:
-        return e.code
-
-
 def test_cli_round_trip_between_frameworks(tmp_path):
     """jaxseq trains a 2-layer bidirectional GRU; torchseq predicts with its weights what jaxseq does."""
     arch = ["--cell", "gru", "--layers", "2", "--bidirectional", "--hidden", "6", "--steps", "50"]
-    assert run(cli.main, "train", *arch, "--out", str(tmp_path / "run"), "--no-progress", "--no-cache") == 0
+    assert exit_code(cli.main, "train", *arch, "--out", str(tmp_path / "run"), "--no-progress", "--no-cache") == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["cell"] == "gru" and summary["config"]["layers"] == 2
-    assert run(cli.main, "predict", "--weights", str(tmp_path / "run"), "--out", str(tmp_path / "j.csv")) == 0
-    assert run(cli.main, "export", str(tmp_path / "run"), "--format", "pt", "--to", str(tmp_path / "w.pt")) == 0
+    assert exit_code(cli.main, "predict", "--weights", str(tmp_path / "run"), "--out", str(tmp_path / "j.csv")) == 0
+    assert exit_code(cli.main, "export", str(tmp_path / "run"), "--format", "pt", "--to", str(tmp_path / "w.pt")) == 0
     state_dict = torch.load(tmp_path / "w.pt", weights_only=True)
     assert "gru.weight_hh_l1_reverse" in state_dict and "lstm.weight_ih_l0" not in state_dict
-    assert run(torchseq_cli.main, "predict", "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "t.csv")) == 0
+    t_predict = ["predict", "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "t.csv")]
+    assert exit_code(torchseq_cli.main, *t_predict) == 0
     j, t = (np.genfromtxt(tmp_path / name, delimiter=",", names=True) for name in ("j.csv", "t.csv"))
     assert_close("prediction", j["prediction"], t["prediction"], atol=FORWARD_ATOL["float64"])
 
     # the same weights continue training in torchseq when the architecture options agree, and only then
     again = [*arch, "--init-from", str(tmp_path / "w.pt"), "--no-progress"]
-    assert run(torchseq_cli.main, "train", *again, "--out", str(tmp_path / "more")) == 0
+    assert exit_code(torchseq_cli.main, "train", *again, "--out", str(tmp_path / "more")) == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +111,7 @@ def test_cli_round_trip_between_frameworks(tmp_path):
 def test_weights_of_another_architecture_are_refused(tmp_path, capsys, main, args, message):
     t_model = torchseq.build_model(6, cell="gru", layers=2, bidirectional=True)
     torch.save(t_model.state_dict(), tmp_path / "w.pt")
-    code = run(
+    code = exit_code(
         main, "train", *args, "--hidden", "6", "--init-from", str(tmp_path / "w.pt"), "--out", str(tmp_path / "x")
     )
     err = capsys.readouterr().err
@@ -135,31 +128,16 @@ def test_weights_of_another_architecture_are_refused(tmp_path, capsys, main, arg
     ],
 )
 def test_bad_architecture_options(tmp_path, capsys, args, message):
-    code = run(cli.main, "train", *args, "--out", str(tmp_path / "x"))
-    err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert_one_line_error(capsys, exit_code(cli.main, "train", *args, "--out", str(tmp_path / "x")), message)
 
 
 @pytest.mark.parametrize("framework", ["jax", "torch"])
 def test_resume_is_exact(tmp_path, framework):
     """Stopped at a checkpoint and resumed, a bidirectional 2-layer RNN run gives the whole run's losses."""
     config = config_of(("rnn", 2, True), steps=60, checkpoint_every=20)
-    saved = {}
-    if framework == "jax":
-        whole = jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), leaves))
-        first = checkpoint.Checkpoint(config, whole.losses[:20], saved[20])
-        resumed = jaxseq.train(config, resume=first)
-    else:
-        from torchseq.train import load_checkpoint, save_checkpoint, train
-
-        def keep_first(losses, model, optimizer):
-            if not saved:
-                save_checkpoint(tmp_path, losses, model, optimizer, config=config)
-                saved[len(losses)] = True
-
-        whole = train(config, on_checkpoint=keep_first)
-        resumed = train(config, resume=load_checkpoint(tmp_path))
-    np.testing.assert_array_equal(resumed.losses, whole.losses)
+    whole, first = whole_run_and_first_checkpoint(framework, config, tmp_path)
+    train = jaxseq.train if framework == "jax" else torchseq.train
+    np.testing.assert_array_equal(train(config, resume=first).losses, whole)
 
 
 def test_sweep_of_gru_models_equals_train_alone():

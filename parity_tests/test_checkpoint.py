@@ -12,6 +12,7 @@ import pytest
 from jaxseq import checkpoint
 from jaxseq import cli as jaxseq_cli
 from jaxseq.config import TrainConfig
+from parity_tests.helpers import whole_run_and_first_checkpoint
 from torchseq import cli as torchseq_cli
 
 # Sizes chosen so that each framework trains for a few seconds: long enough to be killed mid-run.
@@ -144,20 +145,9 @@ def test_resume_needs_no_init_from_file(prog, tmp_path):
     assert main(["train", *args, "--out", str(whole), "--no-progress"]) == 0
     # The run as it stood at its first checkpoint (step 10), then the weights file removed.
     run.mkdir()
+    _, first = whole_run_and_first_checkpoint("jax" if prog == "jaxseq" else "torch", config, run)
     if prog == "jaxseq":
-        import jaxseq
-
-        saved = {}
-        jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), (losses, leaves)))
-        checkpoint.save(run, checkpoint.Checkpoint(config, *saved[10]))
-    else:
-        from torchseq.train import save_checkpoint, train
-
-        def keep_first(losses, model, optimizer):
-            if len(losses) == 10:
-                save_checkpoint(run, losses, model, optimizer, config=config)
-
-        train(config, on_checkpoint=keep_first)
+        checkpoint.save(run, first)  # torch's is written there already
     weights.unlink()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     assert (run / "history.csv").read_bytes() == (whole / "history.csv").read_bytes()

@@ -35,6 +35,7 @@ from parity_tests.helpers import (
     assert_close,
     assert_trees_close,
     torch_state_dict_numpy,
+    weighted_sum,
 )
 
 FULL_GRID = os.environ.get("JAXSEQ_FULL_GRID") == "1"
@@ -290,13 +291,6 @@ def test_inverted_dropout_rate_and_scale():
 
 
 # --- gradients and training ------------------------------------------------------------------
-
-
-def weighted_sum(result, weights, mode):
-    """sum(output * w_out) + sum(h_n * w_h) (+ sum(c_n * w_c)): a loss whose gradient reaches every output."""
-    out, state = result
-    states = state if mode == "LSTM" else (state,)
-    return sum((a * w).sum() for a, w in zip((out, *states), weights, strict=False))
 
 
 @pytest.mark.parametrize("config", PAIRWISE if not FULL_GRID else GRID, ids=str)

@@ -16,14 +16,23 @@ import pytest
 import torch
 
 import jaxseq
-from jaxseq import checkpoint, cli
+from jaxseq import cli
 from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
 from jaxseq.sweep import sweep
 from jaxseq.task import data_key, generate, load_sequences, minibatch_indices, minibatches
 from jaxseq.training import init_model, sequence_loss
-from parity_tests.helpers import SWEEP_LOSS_RTOL, TRAJECTORY_LOSS_RTOL, TRAJECTORY_PARAM_ATOL, assert_close
-from torchseq.train import sequence_loss as torch_sequence_loss
+from parity_tests.helpers import (
+    DATA_ATOL,
+    LOSS_RTOL,
+    PADDING_ATOL,
+    SWEEP_LOSS_RTOL,
+    assert_close,
+    assert_one_line_error,
+    assert_trajectories_close,
+    exit_code,
+    whole_run_and_first_checkpoint,
+)
 
 torchseq_train = importlib.import_module("torchseq.train")  # the module (`torchseq.train` is the function)
 
@@ -34,8 +43,8 @@ def test_windows_are_the_seed_line_padded():
     assert data.lengths.min() >= 5 and data.lengths.max() <= 21 and len(set(data.lengths)) > 5
     for x_T, y_T, length in zip(data.x[..., 0], data.y[..., 0], data.lengths, strict=True):
         start = x_T[0] / 0.05
-        assert_close("window input", x_T[:length], (start + np.arange(length)) * 0.05, atol=1e-12)
-        assert_close("window target", y_T[:length], x_T[:length] + 0.1, atol=1e-12)
+        assert_close("window input", x_T[:length], (start + np.arange(length)) * 0.05, atol=DATA_ATOL)
+        assert_close("window target", y_T[:length], x_T[:length] + 0.1, atol=DATA_ATOL)
         assert not x_T[length:].any() and not y_T[length:].any(), "padding must be zeros"
 
 
@@ -48,7 +57,7 @@ def test_sine_target_is_the_next_step():
 
 def test_running_sum_target():
     data = generate("running-sum", 10, 15, 0.05, 0.1, seed=0)
-    assert_close("y_t = x_0 + ... + x_t", data.y[..., 0], np.cumsum(data.x[..., 0], axis=1), atol=1e-12)
+    assert_close("y_t = x_0 + ... + x_t", data.y[..., 0], np.cumsum(data.x[..., 0], axis=1), atol=DATA_ATOL)
 
 
 @pytest.mark.parametrize("task", ["windows", "sine", "running-sum"])
@@ -70,11 +79,12 @@ def test_masked_loss_counts_valid_steps_only(reduction, lengths):
         for t in range(6)
     ]
     expected = np.sum(per_step) if reduction == "sum" else np.sum(per_step) / 6
-    assert_close("jax masked loss", sequence_loss(pred, y, reduction, jnp.asarray(lengths)), expected, rtol=1e-14)
+    assert_close("jax masked loss", sequence_loss(pred, y, reduction, jnp.asarray(lengths)), expected, rtol=LOSS_RTOL)
     t_args = (torch.from_numpy(pred), torch.from_numpy(y), reduction, torch.from_numpy(lengths))
-    assert_close("torch masked loss", torch_sequence_loss(*t_args).numpy(), expected, rtol=1e-14)
+    assert_close("torch masked loss", torchseq_train.sequence_loss(*t_args).numpy(), expected, rtol=LOSS_RTOL)
     full = np.full(4, 6)
-    assert_close("all valid", sequence_loss(pred, y, reduction, full), sequence_loss(pred, y, reduction), rtol=1e-14)
+    unmasked = sequence_loss(pred, y, reduction)
+    assert_close("all valid", sequence_loss(pred, y, reduction, full), unmasked, rtol=LOSS_RTOL)
 
 
 def test_minibatch_draws_are_a_function_of_the_step():
@@ -107,8 +117,7 @@ def test_minibatch_draws_do_not_depend_on_x64():
 def test_minibatch_trajectory_matches_torch(changes):
     config = TrainConfig(sequences=40, batch_size=8, hidden=8, steps=100, chunk=30, **changes)
     c = compare(config)
-    assert c.max_rel_loss_diff <= TRAJECTORY_LOSS_RTOL["float64"], f"loss curves differ by {c.max_rel_loss_diff:.3g}"
-    assert c.max_abs_param_diff <= TRAJECTORY_PARAM_ATOL["float64"], f"parameters differ by {c.max_abs_param_diff:.3g}"
+    assert_trajectories_close(c, "float64")
     assert len(set(np.round(c.jax.losses, 12))) > 90, "every step should see another minibatch"
 
 
@@ -116,31 +125,24 @@ def test_bidirectional_output_ignores_padding():
     """With lengths, a bidirectional model's valid outputs do not change when the padding does."""
     config = TrainConfig(task="windows", sequences=6, cell="lstm", bidirectional=True, hidden=5)
     data = load_sequences(config)
+    assert (data.lengths < 21).any(), "no window is padded: the test would check nothing"
     model = init_model(config)
     noisy = np.where(np.arange(21)[None, :, None] < data.lengths[:, None, None], data.x, 7.0)
     a, b = np.asarray(model(data.x, data.lengths)), np.asarray(model(noisy, data.lengths))
     valid = np.arange(21)[None, :] < data.lengths[:, None]
-    assert_close("valid outputs", a[valid], b[valid], atol=1e-14)
+    assert_close("valid outputs", a[valid], b[valid], atol=PADDING_ATOL)
 
 
 def test_minibatch_run_resumes_exactly(tmp_path, monkeypatch):
     """Both trainers, resumed at step 20, draw the minibatches the whole run drew (torchseq's draws
     fetched 7 steps at a time here, so the resumed run starts mid-block)."""
     config = TrainConfig(task="windows", sequences=30, batch_size=4, hidden=6, steps=60, checkpoint_every=20)
-    saved = {}
-    whole = jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), leaves))
-    resumed = jaxseq.train(config, resume=checkpoint.Checkpoint(config, whole.losses[:20], saved[20]))
-    np.testing.assert_array_equal(resumed.losses, whole.losses)
+    whole, first = whole_run_and_first_checkpoint("jax", config, tmp_path)
+    np.testing.assert_array_equal(jaxseq.train(config, resume=first).losses, whole)
 
     monkeypatch.setattr(torchseq_train, "DRAWS", 7)
-
-    def keep_first(losses, model, optimizer):
-        if not (tmp_path / torchseq_train.CHECKPOINT).exists():
-            torchseq_train.save_checkpoint(tmp_path, losses, model, optimizer, config=config)
-
-    t_whole = torchseq_train.train(config, on_checkpoint=keep_first)
-    t_resumed = torchseq_train.train(config, resume=torchseq_train.load_checkpoint(tmp_path))
-    np.testing.assert_array_equal(t_resumed.losses, t_whole.losses)
+    whole, first = whole_run_and_first_checkpoint("torch", config, tmp_path)
+    np.testing.assert_array_equal(torchseq_train.train(config, resume=first).losses, whole)
 
 
 def test_sweep_with_minibatches_equals_train_alone():
@@ -190,12 +192,7 @@ def test_batch_size_larger_than_the_data_is_refused():
 )
 def test_bad_data_options(tmp_path, capsys, command, args, message):
     """One line on stderr, a non-zero exit, and no output written."""
-    try:
-        code = cli.main([command, *args, "--out", str(tmp_path / "x")])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert_one_line_error(capsys, exit_code(cli.main, command, *args, "--out", str(tmp_path / "x")), message)
     assert not (tmp_path / "x").exists()
 
 

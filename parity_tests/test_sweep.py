@@ -1,7 +1,6 @@
 """`jaxseq sweep`: each model of the grid is the run `jaxseq train` makes alone, on one device or several."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,13 @@ import jaxseq
 from jaxseq import cli
 from jaxseq.config import TrainConfig
 from jaxseq.sweep import sweep
-from parity_tests.helpers import SWEEP_LOSS_RTOL, assert_close
+from parity_tests.helpers import (
+    SWEEP_LOSS_RTOL,
+    assert_close,
+    assert_one_line_error,
+    exit_code,
+    simulated_devices_env,
+)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -29,14 +34,13 @@ def test_each_model_is_its_own_train_run(optimizer):
 
 
 def run_sweep_cli(out, devices: int):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     args = ["sweep", "--seeds", "2", "--lr", "1e-3,3e-3", "--steps", "60", "--hidden", "8", "--chunk", "20"]
     proc = subprocess.run(
         [sys.executable, "-m", "jaxseq.cli", *args, "--out", str(out), "--no-progress", "--no-cache"],
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env=simulated_devices_env(devices),
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "summary.json").read_text())
@@ -61,10 +65,5 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
     ],
 )
 def test_bad_sweep_options(tmp_path, capsys, args, message):
-    try:
-        code = cli.main(["sweep", *args, "--out", str(tmp_path / "never")])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert_one_line_error(capsys, exit_code(cli.main, "sweep", *args, "--out", str(tmp_path / "never")), message)
     assert not (tmp_path / "never").exists()

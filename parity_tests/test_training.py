@@ -22,6 +22,7 @@ from parity_tests.helpers import (
     assert_trees_close,
     lstm_pair,
     torch_state_dict_numpy,
+    weighted_sum,
 )
 
 
@@ -72,18 +73,19 @@ def test_lstm_layer_gradients(dtype, batch, length, input_size, hidden, given_st
     w_out, w_h, w_c = (rng.normal(size=s).astype(dtype) for s in [(batch, length, hidden), *[(1, batch, hidden)] * 2])
 
     t_x, t_h0, t_c0 = (torch.from_numpy(a).requires_grad_() for a in (x, h0, c0))
-    t_out, (t_h, t_c) = t_lstm(t_x, (t_h0, t_c0) if given_state else None)
-    t_loss = sum((a * torch.from_numpy(w)).sum() for a, w in [(t_out, w_out), (t_h, w_h), (t_c, w_c)])
+    weights = (w_out, w_h, w_c)
+    t_loss = weighted_sum(t_lstm(t_x, (t_h0, t_c0) if given_state else None), map(torch.from_numpy, weights), "LSTM")
     t_loss.backward()
 
     graphdef, params = nnx.split(j_lstm)
 
     def loss(params, x, h0, c0):
-        out, (h, c) = nnx.merge(graphdef, params)(x, (h0, c0) if given_state else None)
-        return sum(jnp.sum(a * w) for a, w in [(out, w_out), (h, w_h), (c, w_c)])
+        return weighted_sum(nnx.merge(graphdef, params)(x, (h0, c0) if given_state else None), weights, "LSTM")
 
-    grads, dx, dh0, dc0 = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))(params, *map(jnp.asarray, (x, h0, c0)))
+    value_and_grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))
+    j_loss, (grads, dx, dh0, dc0) = value_and_grads(params, *map(jnp.asarray, (x, h0, c0)))
     tol = GRAD_ATOL[dtype]
+    assert_close("loss", j_loss, t_loss.detach().numpy(), atol=tol)
     j_grads = nnx.merge(graphdef, grads)
     for name, p in t_lstm.named_parameters():
         assert_close(f"grad {name}", getattr(j_grads, name)[...], p.grad.numpy(), atol=tol)
