@@ -1,4 +1,9 @@
-"""Test-wide settings: float64 available, full-precision matmuls, TF32 off, strict promotion."""
+"""Test-wide settings: float64 available, full-precision matmuls, TF32 off, torch on one thread.
+
+torch runs on one intra-op thread: on a small machine torch's and XLA's thread pools otherwise
+fight over the cores (one test took 258 s instead of 8.7 s under load). XLA's threads are left
+as they are. Benchmarks (benchmarks/) measure each framework at its best thread count instead.
+"""
 
 import jax
 
@@ -12,5 +17,6 @@ try:
 except ImportError:  # the parity tests need torch; test_no_torch checks jaxseq without it
     torch = None
 else:
+    torch.set_num_threads(1)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
