@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxseq.config import positive_int
+from jaxseq.options import positive_int
 from jaxseq.outputs import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS, SEED_CELL, measure_cell, started_workers  # noqa: E402
 
-from jaxseq.config import positive_int  # noqa: E402
+from jaxseq.options import positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
 
 CACHE_ENV = (

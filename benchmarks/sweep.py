@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jaxseq.config import option_type, positive_int
+from jaxseq.options import option_type, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

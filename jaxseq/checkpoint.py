@@ -17,12 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxseq.config import TrainConfig
+from jaxseq.errors import CheckpointError
 
 FILE = "checkpoint.npz"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from; the message names the file and the problem."""
 
 
 @dataclasses.dataclass

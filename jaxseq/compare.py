@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxseq.config import TrainConfig
+from jaxseq.errors import torch_required
 
 
 @dataclass
@@ -29,20 +30,25 @@ class Comparison:
         return float(np.max(self.rel_loss_diff))
 
 
-def compare(config: TrainConfig, batch=None, *, progress: bool = False) -> Comparison:
-    """Trains torchseq's model (for `config.seed`, or `config.init_from`) in torch, and its exact copy in JAX,
-    on `batch` (Sequences), by default `load_sequences(config)`."""
+def compare(config: TrainConfig, batch=None, *, progress: bool = False, weights=None) -> Comparison:
+    """Trains torchseq's model in torch, and its exact copy in JAX, on `batch` (Sequences), by
+    default `load_sequences(config)`. The model holds `weights` (a NumPy state_dict, e.g. read
+    from --init-from), else config.init_from's, else torchseq's initialisation for config.seed."""
     try:
         import torchseq
-    except ImportError as e:
-        raise ImportError(f"compare needs PyTorch ({e}); install jaxseq[torch]") from None
+        from torchseq.model import from_state_dict
+        from torchseq.train import init_model
+    except ImportError:
+        raise torch_required("compare") from None
     from jaxseq.convert import from_torch, to_torch_state_dict
     from jaxseq.task import load_sequences
     from jaxseq.training import train
-    from torchseq.train import init_model
 
     batch = load_sequences(config) if batch is None else batch
-    t_model = init_model(config, batch.x.shape[-1], batch.y.shape[-1])  # --init-from, or the seed's weights
+    if weights is not None:
+        t_model = from_state_dict(weights)
+    else:
+        t_model = init_model(config, batch.x.shape[-1], batch.y.shape[-1])
     j_result = train(config, model=from_torch(t_model), batch=batch, progress=progress)
     t_result = torchseq.train(config, model=t_model, batch=batch, progress=progress)
     j_params = to_torch_state_dict(j_result.model)
@@ -52,6 +58,31 @@ def compare(config: TrainConfig, batch=None, *, progress: bool = False) -> Compa
         torch=t_result,
         max_abs_param_diff=float(max(np.max(np.abs(j_params[k] - t_params[k])) for k in t_params)),
     )
+
+
+def summary(c: Comparison, config: TrainConfig) -> dict:
+    """What `jaxseq compare` writes to summary.json."""
+    import dataclasses
+
+    def section(result, compile_seconds):
+        return {
+            "final_loss": float(result.losses[-1]),
+            "steps_per_second": result.steps_per_second,
+            "wall_seconds": compile_seconds + result.run_seconds,
+        }
+
+    return {
+        "jax": {
+            **section(c.jax, c.jax.compile_seconds),
+            "compile_seconds": c.jax.compile_seconds,
+            "platform": c.jax.platform,
+        },
+        "torch": section(c.torch, 0.0),
+        "max_rel_loss_diff": c.max_rel_loss_diff,
+        "max_abs_param_diff": c.max_abs_param_diff,
+        "speed_ratio": c.jax.steps_per_second / c.torch.steps_per_second,
+        "config": dataclasses.asdict(config),
+    }
 
 
 def table(c: Comparison, config: TrainConfig) -> str:

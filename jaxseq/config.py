@@ -1,14 +1,16 @@
 """One frozen configuration for a training run, shared by jaxseq and torchseq.
 
-No framework is imported here: the PyTorch reference reads the same config.
+No framework is imported here: the PyTorch reference reads the same config. The command-line
+options that fill it are in `jaxseq.options`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from jaxseq.errors import OptionError
 
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
@@ -57,31 +59,33 @@ class TrainConfig:
             ("task", TASKS),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise OptionError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.platform is not None and self.platform not in PLATFORMS:
-            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
+            raise OptionError(f"platform must be one of {', '.join(PLATFORMS)}; got {self.platform!r}")
         positive = ("steps", "hidden", "layers", "sequences", "length", "chunk") + tuple(
             name for name in ("checkpoint_every", "batch_size") if getattr(self, name) is not None
         )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise OptionError(f"{name} must be a positive integer; got {value!r}")
         if not self.lr > 0 or self.lr == float("inf"):
-            raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
+            raise OptionError(f"lr must be a positive finite number; got {self.lr!r}")
         if not self.spacing > 0 or self.spacing == float("inf"):
-            raise ValueError(f"spacing must be a positive finite number; got {self.spacing!r}")
+            raise OptionError(f"spacing must be a positive finite number; got {self.spacing!r}")
         if not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**32:
-            raise ValueError(f"data_seed must be an integer in [0, 2^32); got {self.data_seed!r}")
+            raise OptionError(f"data_seed must be an integer in [0, 2^32); got {self.data_seed!r}")
         self._check_task_options()
         if self.init_from is not None and self.init_from_torch is not None:
-            raise ValueError("give at most one of --init-from and --init-from-torch")
+            raise OptionError("give at most one of --init-from and --init-from-torch")
+        if self.init != "torch" and (self.init_from, self.init_from_torch) != (None, None):
+            raise OptionError("--init flax draws new weights; it cannot go with --init-from or --init-from-torch")
         if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional must be true or false; got {self.bidirectional!r}")
+            raise OptionError(f"bidirectional must be true or false; got {self.bidirectional!r}")
         if self.init != "torch" and (self.cell, self.layers, self.bidirectional) != ("lstm", 1, False):
-            raise ValueError("--init flax is for the single-layer, one-direction LSTM only")
+            raise OptionError("--init flax is for the single-layer, one-direction LSTM only")
         if self.shift != self.shift or abs(self.shift) == float("inf"):
-            raise ValueError(f"shift must be a finite number; got {self.shift!r}")
+            raise OptionError(f"shift must be a finite number; got {self.shift!r}")
 
     def _check_task_options(self) -> None:
         """Refuses a task option that the chosen data would ignore (set away from its default)."""
@@ -97,7 +101,7 @@ class TrainConfig:
             unused = ()
         for name in unused:
             if getattr(self, name) != d[name].default:
-                raise ValueError(f"--{name.replace('_', '-')} does not apply to {source}")
+                raise OptionError(f"--{name.replace('_', '-')} does not apply to {source}")
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -108,120 +112,30 @@ class TrainConfig:
         return bool(every) and (steps_done % every == 0 or steps_done == self.steps)
 
 
-def option_type(convert, ok, expected: str):
-    """An argparse `type=` that converts, checks, and says what it expected on failure."""
+class Architecture(NamedTuple):
+    """What a Model is: the layer kind, sizes, depth and directions (torch.nn's option names)."""
 
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
+    cell: str = "lstm"  # "lstm", "gru" or "rnn" (tanh)
+    input_size: int = 1
+    hidden_size: int = 100
+    output_size: int = 1
+    num_layers: int = 1
+    bidirectional: bool = False
 
-    return parse
+    @classmethod
+    def of_run(cls, config: TrainConfig, input_size: int, output_size: int) -> Architecture:
+        """The architecture a TrainConfig's run trains, for data of these feature sizes."""
+        return cls(config.cell, input_size, config.hidden, output_size, config.layers, config.bidirectional)
 
+    @property
+    def features(self) -> int:
+        """What the head sees: both directions' outputs, concatenated."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
 
-positive_int = option_type(int, lambda v: v > 0, "a positive integer")
-_positive_float = option_type(float, lambda v: 0 < v < math.inf, "a positive number")
-_finite_float = option_type(float, math.isfinite, "a finite number")
-_int = option_type(int, lambda v: True, "an integer")
-_seed32 = option_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
-_lr_list = option_type(
-    lambda text: [float(v) for v in text.split(",")],
-    lambda rates: all(0 < r < math.inf for r in rates),
-    "positive numbers separated by commas",
-)
-SWEEP_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+    def build(self, *, dtype="float32", seed: int = 0, init: str = "torch"):
+        """The `jaxseq.Model` of this architecture, initialised by `init` from `seed` (JAX's random numbers)."""
+        from flax import nnx
 
+        from jaxseq.model import Model, enable_dtype
 
-def add_arguments(parser: argparse.ArgumentParser, *, jax_options: bool, lr_list: bool = False) -> None:
-    """Adds one option per TrainConfig field (the jaxseq-only ones when `jax_options`;
-    --lr as a comma-separated list when `lr_list`)."""
-    d = TrainConfig()
-    parser.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps (%(default)s)")
-    if lr_list:  # `jaxseq sweep`: several rates
-        parser.add_argument("--lr", type=_lr_list, default=list(SWEEP_LRS), help="learning rates, e.g. 1e-4,1e-3")
-    else:
-        parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
-    parser.add_argument("--hidden", type=positive_int, default=d.hidden, help="hidden size (%(default)s)")
-    parser.add_argument("--cell", choices=CELLS, default=d.cell, help="recurrent layer (%(default)s)")
-    parser.add_argument("--layers", type=positive_int, default=d.layers, help="stacked layers (%(default)s)")
-    parser.add_argument("--bidirectional", action="store_true", help="forward and reverse directions in every layer")
-    parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
-    parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
-    parser.add_argument(
-        "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
-    )
-    add_data_arguments(parser)
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=None, metavar="B", help="sequences per step (all of them)"
-    )
-    parser.add_argument(
-        "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
-    )
-    parser.add_argument(
-        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
-    )
-    parser.add_argument(
-        "--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR, with its options"
-    )
-    parser.add_argument(
-        "--no-zero-grad",
-        dest="zero_grad",
-        action="store_false",
-        help="never reset gradients, as the seed question's script did (the bug)",
-    )
-    if jax_options:
-        parser.add_argument("--init", choices=INITS, default=d.init, help="initialisers (%(default)s)")
-        parser.add_argument(
-            "--init-from-torch",
-            type=_int,
-            default=None,
-            metavar="SEED",
-            help="start from the weights torchseq builds with this seed (needs torch)",
-        )
-        parser.add_argument(
-            "--chunk", type=positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
-        )
-        parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that choose the data: --task and its sizes, --data-seed, or --data FILE."""
-    d = TrainConfig()
-    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
-    parser.add_argument(
-        "--sequences", type=positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
-    )
-    parser.add_argument("--length", type=positive_int, default=d.length, help="task: sequence length (%(default)s)")
-    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
-    parser.add_argument(
-        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
-    )
-    parser.add_argument(
-        "--data-seed",
-        type=_seed32,
-        default=d.data_seed,
-        help="seed of the data and the minibatches (%(default)s)",
-    )
-    parser.add_argument("--data", default=None, metavar="FILE", help="your CSV/.npy/.npz instead of the task")
-
-
-def from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig named by parsed options; fields without an option keep their default."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-
-
-def resumed_config(args: argparse.Namespace, recorded: TrainConfig) -> TrainConfig:
-    """The recorded run's config; an option given now that differs from both it and its default is an error."""
-    given, default = from_args(args), TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        now, then = getattr(given, f.name), getattr(recorded, f.name)
-        if now != getattr(default, f.name) and now != then:
-            flag = "--" + f.name.replace("_", "-")
-            raise ValueError(f"--resume continues the recorded run with {flag} {then}; {flag} {now} conflicts")
-    return recorded
+        return Model(**self._asdict(), init=init, param_dtype=enable_dtype(dtype), rngs=nnx.Rngs(seed))

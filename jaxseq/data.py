@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.errors import DataError
 from jaxseq.task import Sequences, check_lengths
 
-
-class DataError(ValueError):
-    """A data file that cannot be used; the message names the file and the problem."""
+__all__ = ["DataError", "load_data"]
 
 
 def load_data(path, dtype="float64") -> Sequences:
@@ -91,7 +90,7 @@ def _load_npy(path: Path):
 
 
 def _load_csv(path: Path):
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is skipped
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         if not columns:

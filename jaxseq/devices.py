@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxseq.errors import OptionError
+
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None):
     """Joins this process to a multi-host run: `jax.distributed.initialize`, before any other JAX call.
@@ -36,7 +38,7 @@ def platform_devices(platform: str | None = None) -> list:
     try:
         return jax.devices(platform) if platform else jax.devices()
     except RuntimeError as e:
-        raise ValueError(f"platform {platform!r} is not available to JAX: {str(e).splitlines()[0]}") from None
+        raise OptionError(f"platform {platform!r} is not available to JAX: {str(e).splitlines()[0]}") from None
 
 
 def usable_devices(devices: list, items: int, what: str) -> list:
@@ -48,7 +50,7 @@ def usable_devices(devices: list, items: int, what: str) -> list:
     if items % len(devices) == 0:
         return devices
     if jax.process_count() > 1:
-        raise ValueError(f"{items} {what} do not split evenly over the {len(devices)} devices of all processes")
+        raise OptionError(f"{items} {what} do not split evenly over the {len(devices)} devices of all processes")
     return devices[:1]
 
 

@@ -36,6 +36,15 @@ class Diverged(UserError, FloatingPointError):
     """Training stopped on a NaN or infinite loss; the finite history has been kept."""
 
 
+class DivergenceError(Diverged):
+    """The loss became NaN or infinite; `.losses` holds the finite history before it. Both
+    trainers (jaxseq.training, torchseq.train) raise it."""
+
+    def __init__(self, message: str, losses):
+        super().__init__(message)
+        self.losses = losses
+
+
 def torch_required(what: str) -> MissingDependency:
     """The error for a request that needs PyTorch where it is not installed."""
     return MissingDependency(f"{what} needs PyTorch: pip install 'jaxseq[torch]' (or pip install torch)")

@@ -6,7 +6,9 @@ half-written file, and a run that fails before the end leaves the directory as i
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -16,9 +18,26 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.errors import FileError
 
-class OutputError(OSError):
+
+class OutputError(FileError):
     """The output directory cannot be created or written."""
+
+
+# Every file a run, a comparison or a sweep writes into its --out directory.
+RUN_FILES = (
+    "weights.safetensors",
+    "model.pt",
+    "history.csv",
+    "loss_curve.png",
+    "predictions.png",
+    "summary.json",
+    "checkpoint.npz",
+    "checkpoint.pt",
+    "loss_curves.png",
+    "sweep.png",
+)
 
 
 def prepare_out_dir(path) -> Path:
@@ -33,12 +52,46 @@ def prepare_out_dir(path) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def new_run_dir(path):
+    """--out for a new run, so that it never describes two runs at once: an earlier run's files
+    (RUN_FILES, nothing else) are removed once every input has been checked, i.e. on entering;
+    a directory this call created is removed again if the run fails before writing into it."""
+    out = Path(path)
+    created = not out.exists()
+    out = prepare_out_dir(out)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    try:
+        yield out
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+@functools.cache
+def _file_mode() -> int:
+    """The mode a new file gets from the user's umask (0o644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`, with the
+    permissions any new file of the user's gets (umask)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileError(f"cannot write {path}: no directory {str(path.parent)!r}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as e:
+        raise FileError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ model axis is sharded across them (`jax.sharding.NamedSharding`); JAX places the
 
 from __future__ import annotations
 
-import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,18 +18,8 @@ from flax import nnx
 
 from jaxseq import devices
 from jaxseq.config import TrainConfig
-from jaxseq.model import enable_dtype
-from jaxseq.task import data_key, load_sequences
-from jaxseq.training import (
-    STATIC,
-    TrainState,
-    as_sequences,
-    compile_timed,
-    init_model,
-    make_optimizer,
-    run_chunk,
-    with_learning_rate,
-)
+from jaxseq.task import data_key
+from jaxseq.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args, with_learning_rate
 
 
 @dataclass
@@ -40,6 +30,12 @@ class SweepResult:
     compile_seconds: float
     run_seconds: float
     devices: int  # devices the model axis was sharded over
+
+    @property
+    def diverged_at(self) -> np.ndarray:
+        """(S, L): the first step (from 1) whose loss is NaN or infinite, 0 for a model that did not diverge."""
+        bad_SxLxN = ~np.isfinite(self.losses)
+        return np.where(bad_SxLxN.any(axis=-1), bad_SxLxN.argmax(axis=-1) + 1, 0)
 
     @property
     def model_steps_per_second(self) -> float:
@@ -71,12 +67,9 @@ def sweep(
     config: TrainConfig, seeds: list[int], lrs: list[float], batch=None, *, progress: bool = False
 ) -> SweepResult:
     """Trains one model per (seed, lr) on the config's batch; model (s, l) is `train(config with
-    seed s and lr l)`. Losses that become NaN or infinite stay in the result (no early stop)."""
-    from tqdm.auto import tqdm
-
-    dtype = enable_dtype(config.dtype)
-    data = as_sequences(load_sequences(config) if batch is None else batch, dtype)
-    tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
+    seed s and lr l)`. A model whose loss becomes NaN or infinite diverged: its losses stay in the
+    result from there on (the others go on), and `SweepResult.diverged_at` names its step."""
+    data, tx = prepare(config, batch)
     states, graphdef = [], None
     for seed in seeds:
         graphdef, params = nnx.split(init_model(config.replace(seed=seed), data.x.shape[-1], data.y.shape[-1]))
@@ -90,38 +83,63 @@ def sweep(
     replicated, split = devices.shardings(devices.mesh(used, "models"))
     state_M = devices.put(state_M, split)
     data = devices.put(data, replicated)
-    key = devices.put(data_key(config.data_seed), replicated)
-
-    chunk = min(config.chunk, config.steps)
-    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
-    compiled, compile_seconds = compile_timed(sweep_chunk, state_M, data, key, 0, config.steps, **static)
     losses = []
-    start = time.perf_counter()
-    show = progress and devices.is_main_process()
-    with tqdm(total=config.steps, disable=not show, unit="step", leave=False) as bar:
-        for done in range(0, config.steps, chunk):
-            state_M, chunk_losses_GxgxC = compiled(state_M, data, key, done, config.steps)
-            losses.append(devices.fetch(chunk_losses_GxgxC).reshape(M, chunk)[:, : config.steps - done])
-            bar.update(losses[-1].shape[1])
-    run_seconds = time.perf_counter() - start
-    losses_MxN = np.concatenate(losses, axis=1)
+
+    def on_chunk(done, chunk_losses_GxgxC, state):
+        losses.append(devices.fetch(chunk_losses_GxgxC).reshape(M, -1)[:, : config.steps - done])
+        return np.nanmedian(losses[-1][:, -1]) if np.isfinite(losses[-1][:, -1]).any() else np.nan
+
+    key = devices.put(data_key(config.data_seed), replicated)
+    static = static_args(config, graphdef, tx, min(config.chunk, config.steps))
+    _, compile_seconds, run_seconds = run_loop(
+        sweep_chunk, state_M, data, key, config=config, first=0, static=static, progress=progress, on_chunk=on_chunk
+    )
     return SweepResult(
         seeds=list(seeds),
         lrs=list(lrs),
-        losses=losses_MxN.reshape(len(seeds), len(lrs), config.steps),
+        losses=np.concatenate(losses, axis=1).reshape(len(seeds), len(lrs), config.steps),
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         devices=n,
     )
 
 
+def summary(result: SweepResult, config: TrainConfig) -> dict:
+    """What `jaxseq sweep` writes to summary.json: every model's final loss, or null and the step
+    it diverged at; the throughput; the config with its list of learning rates."""
+    import dataclasses
+
+    runs = []
+    for i, seed in enumerate(result.seeds):
+        for j, lr in enumerate(result.lrs):
+            at = int(result.diverged_at[i, j])
+            final = None if at else float(result.losses[i, j, -1])
+            runs.append({"seed": seed, "lr": lr, "final_loss": final, "diverged_at_step": at or None})
+    return {
+        "runs": runs,
+        "diverged": int((result.diverged_at > 0).sum()),
+        "devices": result.devices,
+        "processes": jax.process_count(),
+        "model_steps_per_second": result.model_steps_per_second,
+        "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        "config": dataclasses.asdict(config) | {"lr": list(result.lrs)},
+    }
+
+
 def table(result: SweepResult) -> str:
-    """Final loss by learning rate: median over seeds, and the range."""
+    """Final loss by learning rate over the seeds that did not diverge (median and range), and how many did."""
     final_SxL = result.losses[:, :, -1]
-    lines = [f"{'lr':>10} {'median final loss':>18} {'min':>11} {'max':>11}  (over {len(result.seeds)} seeds)"]
+    diverged_SxL = result.diverged_at > 0
+    lines = [
+        f"{'lr':>10} {'median final loss':>18} {'min':>11} {'max':>11} {'diverged':>9}  (over {len(result.seeds)} seeds)"
+    ]
     for j, lr in enumerate(result.lrs):
-        f = final_SxL[:, j]
-        lines.append(f"{lr:>10.3g} {np.median(f):>18.3e} {np.min(f):>11.3e} {np.max(f):>11.3e}")
+        f = final_SxL[~diverged_SxL[:, j], j]
+        stats = [f"{v:.3e}" for v in (np.median(f), np.min(f), np.max(f))] if f.size else ["-"] * 3
+        first = result.diverged_at[diverged_SxL[:, j], j]
+        diverged = f"{first.size} (from step {first.min()})" if first.size else "0"
+        lines.append(f"{lr:>10.3g} {stats[0]:>18} {stats[1]:>11} {stats[2]:>11} {diverged:>9}")
     lines.append(
         f"{result.losses.size:,} model-steps in {result.run_seconds:.2f} s "
         f"({result.model_steps_per_second:,.0f}/s, compile {result.compile_seconds:.1f} s) "
@@ -131,14 +149,20 @@ def table(result: SweepResult) -> str:
 
 
 def plot(path, result: SweepResult) -> None:
-    """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range."""
+    """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range.
+    A diverged model counts up to its last finite step; a cell where every model diverged is blank."""
     from jaxseq.outputs import pyplot, save_figure
 
-    median_LxN = np.median(result.losses, axis=0)
+    finite_SxLxN = np.where(np.isfinite(result.losses), result.losses, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: every seed diverged there
+        median_LxN = np.nanmedian(finite_SxLxN, axis=0)
+        low_LxN, high_LxN = np.nanmin(finite_SxLxN, axis=0), np.nanmax(finite_SxLxN, axis=0)
+        log_median_LxN = np.log10(median_LxN)
     steps = np.arange(1, median_LxN.shape[1] + 1)
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
     image = left.imshow(
-        np.log10(median_LxN),
+        log_median_LxN,
         aspect="auto",
         origin="lower",
         extent=(1, steps[-1], -0.5, len(result.lrs) - 0.5),
@@ -148,9 +172,9 @@ def plot(path, result: SweepResult) -> None:
     left.set_yticks(range(len(result.lrs)), [f"{lr:g}" for lr in result.lrs])
     fig.colorbar(image, ax=left)
     for j, lr in enumerate(result.lrs):
-        low, high = result.losses[:, j].min(axis=0), result.losses[:, j].max(axis=0)
-        right.plot(steps, median_LxN[j], label=f"lr {lr:g}")
-        right.fill_between(steps, low, high, alpha=0.2)
+        label = f"lr {lr:g}" + (" (diverged)" if (result.diverged_at[:, j] > 0).any() else "")
+        right.plot(steps, median_LxN[j], label=label)
+        right.fill_between(steps, low_LxN[j], high_LxN[j], alpha=0.2)
     right.set(xlabel="step", ylabel="loss", yscale="log", title=f"median and range over {len(result.seeds)} seeds")
     right.legend(fontsize="small")
     right.grid(True, which="both", alpha=0.3)

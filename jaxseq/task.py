@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxseq.config import TASKS
+from jaxseq.errors import DataError, OptionError
 
 
 class Sequences(NamedTuple):
@@ -102,7 +103,7 @@ def load_sequences(config) -> Sequences:
 
 def check_batch_size(batch_size: int | None, sequences: int) -> None:
     if batch_size is not None and batch_size > sequences:
-        raise ValueError(f"--batch-size {batch_size} is more than the {sequences} sequence(s) of the data")
+        raise OptionError(f"--batch-size {batch_size} is more than the {sequences} sequence(s) of the data")
 
 
 def check_lengths(lengths, shape: tuple[int, ...]) -> np.ndarray:
@@ -110,10 +111,10 @@ def check_lengths(lengths, shape: tuple[int, ...]) -> np.ndarray:
     N, T = shape[:2]
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
-        raise ValueError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
+        raise DataError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
     bad = np.flatnonzero((lengths < 1) | (lengths > T))
     if bad.size:
-        raise ValueError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
+        raise DataError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
     return lengths.astype(np.int32)
 
 

@@ -22,6 +22,8 @@ from flax import nnx
 
 from jaxseq import devices
 from jaxseq.config import TrainConfig
+from jaxseq.errors import DivergenceError
+from jaxseq.config import Architecture
 from jaxseq.model import Model, enable_dtype
 from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, load_sequences, minibatch_indices
 
@@ -29,14 +31,6 @@ from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, lo
 class TrainState(NamedTuple):
     params: nnx.State  # the model's parameters
     opt_state: optax.OptState
-
-
-class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite; `.losses` holds the finite history before it."""
-
-    def __init__(self, message: str, losses: np.ndarray):
-        super().__init__(message)
-        self.losses = losses
 
 
 class AccumulateState(NamedTuple):
@@ -200,7 +194,8 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
     or jaxseq's own initialisation (`config.init`, `config.seed`)."""
     dtype = enable_dtype(config.dtype)
     if config.init_from is not None:
-        from jaxseq.convert import check_weights_fit, from_torch, read_weights_file
+        from jaxseq.convert import from_torch
+        from jaxseq.weights import check_weights_fit, read_weights_file
 
         state_dict = read_weights_file(config.init_from)
         check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
@@ -208,23 +203,15 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
     if config.init_from_torch is not None:
         try:
             from torchseq.train import init_model as torch_init_model  # PyTorch is optional for a JAX user
-        except ImportError as e:
-            raise ImportError(f"--init-from-torch needs PyTorch ({e}); install jaxseq[torch]") from None
+        except ImportError:
+            from jaxseq.errors import torch_required
+
+            raise torch_required("--init-from-torch") from None
         from jaxseq.convert import from_torch
 
         torch_config = config.replace(seed=config.init_from_torch)  # init_from is None here
         return from_torch(torch_init_model(torch_config, input_size, output_size))
-    return Model(
-        input_size,
-        config.hidden,
-        output_size,
-        cell=config.cell,
-        num_layers=config.layers,
-        bidirectional=config.bidirectional,
-        init=config.init,
-        param_dtype=dtype,
-        rngs=nnx.Rngs(config.seed),
-    )
+    return Architecture.of_run(config, input_size, output_size).build(dtype=dtype, seed=config.seed, init=config.init)
 
 
 @dataclass
@@ -275,17 +262,12 @@ def train(
     >>> result.losses[-1] < 1e-3
     True
     """
-    from tqdm.auto import tqdm
-
-    dtype = enable_dtype(config.dtype)
-    data = as_sequences(load_sequences(config) if batch is None else batch, dtype)
-    check_batch_size(config.batch_size, len(data.x))
+    data, tx = prepare(config, batch)
     if model is None:
         # A resumed run's weights come from the checkpoint: --init-from's file is not read again.
         start = config if resume is None else config.replace(init_from=None, init_from_torch=None)
         model = init_model(start, data.x.shape[-1], data.y.shape[-1])
     graphdef, params = nnx.split(model)
-    tx = make_optimizer(config.optimizer, config.lr, config.zero_grad)
     state = TrainState(params, tx.init(params))
     losses, first = [], 0
     if resume is not None:
@@ -296,32 +278,22 @@ def train(
         state = jax.tree.unflatten(treedef, list(resume.leaves))
         losses, first = [np.asarray(resume.losses)], resume.step
 
-    per_step = config.batch_size or len(data.x)
-    used = devices.usable_devices(devices.platform_devices(config.platform), per_step, "sequences per step")
-    replicated, split = devices.shardings(devices.mesh(used, "data"))
-    state = devices.put(state, replicated)
-    data = devices.put(data, split if config.batch_size is None else replicated)
-    key = devices.put(data_key(config.data_seed), replicated)
+    state, data, key, used, batch_sharding = place(config, state, data)
     chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
-    static = dict(graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size)
-    static["batch_sharding"] = split if config.batch_size is not None and len(used) > 1 else None
+    static = static_args(config, graphdef, tx, chunk) | dict(batch_sharding=batch_sharding)
 
-    compiled, compile_seconds = compile_timed(train_chunk, state, data, key, first, config.steps, **static)
-    start = time.perf_counter()
-    show = progress and devices.is_main_process()
-    with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:
-        for done in range(first, config.steps, chunk):
-            state, chunk_losses = compiled(state, data, key, done, config.steps)
-            chunk_losses = devices.fetch(chunk_losses)[: config.steps - done]  # waits for the chunk
-            _check_finite(chunk_losses, done, losses)
-            losses.append(chunk_losses)
-            bar.update(len(chunk_losses))
-            bar.set_postfix(loss=f"{chunk_losses[-1]:.3e}")
-            steps_done = done + len(chunk_losses)
-            if on_checkpoint is not None and config.checkpoint_due(steps_done):
-                on_checkpoint(np.concatenate(losses), devices.fetch(jax.tree.leaves(state)))
-    run_seconds = time.perf_counter() - start
+    def on_chunk(done, chunk_losses, state):
+        chunk_losses = devices.fetch(chunk_losses)[: config.steps - done]  # waits for the chunk
+        _check_finite(chunk_losses, done, losses)
+        losses.append(chunk_losses)
+        steps_done = done + len(chunk_losses)
+        if on_checkpoint is not None and config.checkpoint_due(steps_done):
+            on_checkpoint(np.concatenate(losses), devices.fetch(jax.tree.leaves(state)))
+        return chunk_losses[-1]
 
+    state, compile_seconds, run_seconds = run_loop(
+        train_chunk, state, data, key, config=config, first=first, static=static, progress=progress, on_chunk=on_chunk
+    )
     return TrainResult(
         model=nnx.merge(graphdef, jax.tree.map(jnp.asarray, devices.fetch(state.params))),
         losses=np.concatenate(losses),
@@ -331,6 +303,61 @@ def train(
         first_step=first,
         devices=len(used),
     )
+
+
+def place(config: TrainConfig, state, data):
+    """(state, data, key, devices used, batch_sharding) laid out for data parallelism: the state
+    replicated on every device, and the data split over them (all of it each step) or replicated
+    (minibatches drawn on the device, then laid out by batch_sharding; None on one device)."""
+    per_step = config.batch_size or len(data.x)
+    used = devices.usable_devices(devices.platform_devices(config.platform), per_step, "sequences per step")
+    replicated, split = devices.shardings(devices.mesh(used, "data"))
+    state = devices.put(state, replicated)
+    data = devices.put(data, split if config.batch_size is None else replicated)
+    key = devices.put(data_key(config.data_seed), replicated)
+    batch_sharding = split if config.batch_size is not None and len(used) > 1 else None
+    return state, data, key, used, batch_sharding
+
+
+def prepare(config: TrainConfig, batch=None):
+    """(data, tx): the run's data as `Sequences` in config.dtype (x64 switched on for float64),
+    `batch` or else `load_sequences(config)`, and its optimizer."""
+    dtype = enable_dtype(config.dtype)
+    if batch is None:
+        data = as_sequences(load_sequences(config), dtype)  # checks --batch-size against the data
+    else:
+        data = as_sequences(batch, dtype)
+        check_batch_size(config.batch_size, len(data.x))
+    return data, make_optimizer(config.optimizer, config.lr, config.zero_grad)
+
+
+def static_args(config: TrainConfig, graphdef, tx, chunk: int) -> dict:
+    """`run_chunk`'s static arguments for this run (batch_sharding: None, set it where it applies)."""
+    return dict(
+        graphdef=graphdef, tx=tx, reduction=config.loss, chunk=chunk, batch_size=config.batch_size, batch_sharding=None
+    )
+
+
+def run_loop(jitted, state, data, key, *, config: TrainConfig, first: int, static: dict, progress: bool, on_chunk):
+    """The host loop of `train` and `sweep`: compiles `jitted` once for these arguments, then runs it
+    chunk by chunk over steps first .. config.steps - 1, with a progress bar (process 0 only).
+
+    `on_chunk(done, chunk_losses, state)` runs on the host after each chunk (fetch, NaN check,
+    checkpoints) and returns the loss to show. Returns (state, compile_seconds, run_seconds).
+    """
+    from tqdm.auto import tqdm
+
+    compiled, compile_seconds = compile_timed(jitted, state, data, key, first, config.steps, **static)
+    chunk = static["chunk"]
+    start = time.perf_counter()
+    show = progress and devices.is_main_process()
+    with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:
+        for done in range(first, config.steps, chunk):
+            state, chunk_losses = compiled(state, data, key, done, config.steps)
+            shown = on_chunk(done, chunk_losses, state)
+            bar.update(min(chunk, config.steps - done))
+            bar.set_postfix(loss=f"{shown:.3e}")
+    return state, compile_seconds, time.perf_counter() - start
 
 
 def _check_finite(chunk_losses: np.ndarray, done: int, earlier: list) -> None:

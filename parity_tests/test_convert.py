@@ -6,7 +6,8 @@ import torch
 
 import jaxseq
 import torchseq
-from jaxseq.convert import Architecture, ConversionError, check_state_dict, load_weights, model_shapes, save_weights
+from jaxseq.convert import Architecture, ConversionError, check_state_dict, model_shapes
+from jaxseq.weights import load_weights, save_weights
 from parity_tests.helpers import torch_state_dict_numpy
 
 
@@ -22,15 +23,16 @@ def test_round_trip_is_exact(dtype, hidden, source):
     for key in expected:
         assert back[key].dtype == expected[key].dtype, f"{key}: dtype {back[key].dtype} != {expected[key].dtype}"
         assert np.array_equal(back[key], expected[key]), f"{key}: round trip is not bit-exact"
-    reloaded = torchseq.Model(1, hidden, 1).to(getattr(torch, dtype))
+    reloaded = torchseq.Model(jaxseq.Architecture(hidden_size=hidden)).to(getattr(torch, dtype))
     reloaded.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
 
 
-def test_transposed_rule_is_applied():
+def test_head_keeps_torch_layout():
+    """jaxseq.nn.Linear stores nn.Linear's (out, in) weight: no rule transposes anything."""
     t_model = torchseq.build_model(5, seed=0)
     j_model = jaxseq.from_torch(t_model)
-    assert j_model.linear.kernel[...].shape == (5, 1), "linear.weight (1, 5) must become kernel (5, 1)"
-    np.testing.assert_array_equal(np.asarray(j_model.linear.kernel[...]), t_model.linear.weight.detach().numpy().T)
+    assert j_model.linear.weight[...].shape == (1, 5), "linear.weight must keep torch's (out, in) = (1, 5)"
+    np.testing.assert_array_equal(np.asarray(j_model.linear.weight[...]), t_model.linear.weight.detach().numpy())
 
 
 def test_from_torch_copies():

@@ -112,7 +112,7 @@ def test_uneven_split_over_processes_is_refused(tmp_path):
     try:
         for proc in procs:
             _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 1 and err.count("\n") == 1, err
+            assert proc.returncode == 2 and err.count("\n") == 1, err
             assert "3 sequences per step do not split evenly over the 4 devices" in err, err
     finally:
         for proc in procs:

@@ -64,12 +64,12 @@ def test_lstm_initialisers():
         value = np.asarray(getattr(lstm, name)[...])
         assert np.abs(value).max() <= bound, f"{name} exceeds the bound {bound}"
         assert np.abs(value).max() > 0.9 * bound, f"{name} does not fill ±{bound}"
-    flax_lstm = jaxseq.LSTM(1, H, init="flax", rngs=nnx.Rngs(0))
+    flax_lstm = jaxseq.Model(1, H, init="flax", rngs=nnx.Rngs(0)).lstm
     assert not np.any(np.asarray(flax_lstm.bias_ih_l0[...])) and not np.any(np.asarray(flax_lstm.bias_hh_l0[...]))
     w_hh_f = np.asarray(flax_lstm.weight_hh_l0[...])[H : 2 * H]  # the forget gate's recurrent kernel
     assert_close("forget-gate W_hh is orthogonal", w_hh_f @ w_hh_f.T, np.eye(H), atol=1e-5)
     with pytest.raises(ValueError, match="init"):
-        jaxseq.LSTM(1, H, init="xavier", rngs=nnx.Rngs(0))
+        jaxseq.Model(1, H, init="xavier", rngs=nnx.Rngs(0))
 
 
 def test_different_seeds_give_different_weights():

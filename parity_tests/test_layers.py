@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from functools import partial
 import os
 
 import jax
@@ -236,16 +237,51 @@ def test_lengths_all_full_equals_no_lengths():
         assert_close(f"{name} with full lengths", a, b, atol=0)
 
 
-def test_single_layer_lstm_matches_jaxseq_lstm():
-    """recurrent.LSTM(num_layers=1, batch_first=True) computes what jaxseq.LSTM (the Model's layer) does."""
-    general = LSTM(2, 7, batch_first=True, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
-    single = jaxseq.LSTM(2, 7, param_dtype=jnp.float64, rngs=nnx.Rngs(1))
-    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-        setattr(single, name, nnx.Param(getattr(general, name)[...]))
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 9, 2)))
-    (out, (h, c)), (out_1, (h_1, c_1)) = general(x), single(x)
-    for name, a, b in (("output", out, out_1), ("h_n", h, h_1), ("c_n", c, c_1)):
-        assert_close(f"{name} vs jaxseq.LSTM", a, b, atol=FORWARD_ATOL["float64"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_lstm_kernel_matches_autodiff_scan(with_lengths, bias):
+    """The hand-written LSTM kernel (jaxseq.kernels) against autodiff through a plain `lax.scan` of
+    `recurrent.cell` that carries the state through padding: outputs and every gradient."""
+    from jaxseq import recurrent
+
+    rng = np.random.default_rng(0)
+    T, B, I, H = 9, 3, 2, 5
+    weights = {"weight_ih": rng.normal(size=(4 * H, I)), "weight_hh": rng.normal(size=(4 * H, H)) / 2}
+    if bias:
+        weights |= {"bias_ih": rng.normal(size=4 * H), "bias_hh": rng.normal(size=4 * H)}
+    x, h0, c0 = rng.normal(size=(T, B, I)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    lengths = jnp.array([9, 4, 1]) if with_lengths else None
+    w_out, w_h, w_c = rng.normal(size=(T, B, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+
+    def scan_reference(weights, x, h0, c0):
+        valid_TxB = jnp.arange(T)[:, None] < (jnp.full(B, T) if lengths is None else lengths)[None, :]
+        xw = jnp.einsum("tbi,gi->tbg", x, weights["weight_ih"]) + weights.get("bias_ih", 0)
+
+        def step(carry, xs):
+            (h, c), (xw_t, valid_B) = carry, xs
+            new_h, new_c = recurrent.cell("LSTM", weights, xw_t, h, c)
+            keep = valid_B[:, None]
+            return (jnp.where(keep, new_h, h), jnp.where(keep, new_c, c)), jnp.where(keep, new_h, 0)
+
+        (h_n, c_n), out = jax.lax.scan(step, (h0, c0), (xw, valid_TxB))
+        return out, (h_n, c_n)
+
+    def loss(run, weights, x, h0, c0):
+        out, (h_n, c_n) = run(weights, x, h0, c0)
+        return jnp.sum(out * w_out) + jnp.sum(h_n * w_h) + jnp.sum(c_n * w_c)
+
+    def kernel(weights, x, h0, c0):
+        return recurrent.run_direction("LSTM", weights, x, lengths, h0, c0, kernel=recurrent.KERNELS["LSTM"])
+
+    args = (weights, jnp.asarray(x), jnp.asarray(h0), jnp.asarray(c0))
+    grads = jax.grad(partial(loss, kernel), argnums=(0, 1, 2, 3))(*args)
+    expected = jax.grad(partial(loss, scan_reference), argnums=(0, 1, 2, 3))(*args)
+    for name, a, b in zip(("output", "h_n", "c_n"), jax.tree.leaves(kernel(*args)), jax.tree.leaves(scan_reference(*args)), strict=True):
+        assert_close(f"{name}: kernel vs autodiff scan", a, b, atol=FORWARD_ATOL["float64"])
+    for name in weights:
+        assert_close(f"grad {name}: kernel vs autodiff scan", grads[0][name], expected[0][name], atol=GRAD_ATOL["float64"])
+    for name, a, b in zip(("input", "h0", "c0"), grads[1:], expected[1:], strict=True):
+        assert_close(f"grad {name}: kernel vs autodiff scan", a, b, atol=GRAD_ATOL["float64"])
 
 
 # --- dropout ---------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 torchseq train    trains on the shifted-sequence task (or --data) and writes --out DIR
 torchseq predict  writes a trained model's predictions as CSV
+
+Options: `jaxseq.options`; the run plumbing shared with `jaxseq`: `jaxseq.runs`.
 """
 
 from __future__ import annotations
@@ -11,50 +13,53 @@ import sys
 import time
 from functools import partial
 
-from jaxseq.cli import (
-    add_predict_arguments,
-    add_train_arguments,
-    checkpoint_writer,
-    finish_predict,
-    finish_train,
-    predict_batch,
-    run_main,
-    start_run,
-    stop_on_divergence,
-)
+from jaxseq import runs
+from jaxseq.errors import torch_required
+from jaxseq.options import add_predict_arguments, add_run_arguments, run_main
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise torch_required("torchseq") from None
+    return torch
 
 
 def train_command(args: argparse.Namespace) -> int:
+    _torch()
     from torchseq.train import load_checkpoint
 
-    config, batch, out, resume = start_run(args, load_checkpoint)
+    inputs, out_dir = runs.start_run(args, load_checkpoint)
+    config = inputs.config
     import torch
 
-    from torchseq.train import DivergenceError, save_checkpoint, train
+    from torchseq.model import from_state_dict
+    from torchseq.train import save_checkpoint, train
 
     start = time.perf_counter()
-    try:
-        on_checkpoint = checkpoint_writer(out, partial(save_checkpoint, config=config))
-        result = train(config, batch=batch, progress=args.progress, resume=resume, on_checkpoint=on_checkpoint)
-    except DivergenceError as e:
-        stop_on_divergence(out, e)
-    summary = {
-        "framework": "torch",
-        "steps_per_second": result.steps_per_second,
-        "wall_seconds": time.perf_counter() - start,
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    finish_train(
-        "torchseq",
-        out,
-        config,
-        batch,
-        result.losses,
-        summary,
-        predict=lambda x, lengths: predict(result.model, x, lengths),
-        save_weights=lambda path: torch.save(result.model.state_dict(), path),
-    )
+    with out_dir as out:
+        model = None if inputs.weights is None else from_state_dict(inputs.weights)
+        save = partial(save_checkpoint, config=config)
+        result = runs.run_training(train, inputs, out, model=model, progress=args.progress, save=save)
+        summary = {
+            "framework": "torch",
+            "steps_run": config.steps - result.first_step,
+            "steps_per_second": result.steps_per_second,
+            "wall_seconds": time.perf_counter() - start,
+            "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        }
+        runs.finish_train(
+            "torchseq",
+            out,
+            config,
+            inputs.data,
+            result.losses,
+            summary,
+            predict=lambda x, lengths: predict(result.model, x, lengths),
+            save_weights=lambda path: torch.save(result.model.state_dict(), path),
+        )
     return 0
 
 
@@ -66,20 +71,23 @@ def predict(model, x, lengths=None):
 
 
 def predict_command(args: argparse.Namespace) -> int:
+    _torch()
     from torchseq.model import load_model
 
     model = load_model(args.weights)
-    batch = predict_batch(args, str(next(model.parameters()).dtype).removeprefix("torch."))
-    if batch.x.shape[-1] != model.recurrent.input_size:
-        features = model.recurrent.input_size
-        raise ValueError(f"--data has {batch.x.shape[-1]} input features; the weights take {features}")
-    finish_predict(args.out, batch, predict(model, batch.x, batch.lengths))
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    batch = runs.predict_inputs(args, dtype, model.recurrent.input_size)
+    runs.finish_predict(runs.predictions_path(args), batch, predict(model, batch.x, batch.lengths))
     return 0
 
 
 COMMANDS = {
-    "train": (partial(add_train_arguments, framework="torch"), train_command),
-    "predict": (add_predict_arguments, predict_command),
+    "train": (
+        "train the model with PyTorch on the task (or --data) and write the run into --out",
+        partial(add_run_arguments, framework="torch"),
+        train_command,
+    ),
+    "predict": ("write a trained model's predictions on the task (or --data) as CSV", add_predict_arguments, predict_command),
 }
 
 

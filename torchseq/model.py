@@ -6,11 +6,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from jaxseq.config import Architecture
+
 LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class Model(nn.Module):
-    """A recurrent layer + linear head at every step: (B, T, I) -> (B, T, O).
+    """A recurrent layer + linear head at every step: (B, T, I) -> (B, T, O), of the given
+    `jaxseq.Architecture` (the one description both frameworks build from).
 
     The recurrent layer is the attribute named by `cell` (`self.lstm`, `self.gru`, `self.rnn`),
     batch_first; the head takes both directions' outputs (D*H features). Submodules are created
@@ -18,25 +21,16 @@ class Model(nn.Module):
     followed by `Model(...)` draws the same weights as the script.
     """
 
-    def __init__(
-        self,
-        input_size: int = 1,
-        hidden_size: int = 100,
-        output_size: int = 1,
-        *,
-        cell: str = "lstm",
-        num_layers: int = 1,
-        bidirectional: bool = False,
-    ):
+    def __init__(self, arch: Architecture = Architecture()):
         super().__init__()
-        if cell not in LAYERS:
-            raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {cell!r}")
-        self.cell = cell
+        if arch.cell not in LAYERS:
+            raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {arch.cell!r}")
+        self.cell = cell = arch.cell
         layer = LAYERS[cell](
-            input_size, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+            arch.input_size, arch.hidden_size, arch.num_layers, batch_first=True, bidirectional=arch.bidirectional
         )
         self.add_module(cell, layer)
-        self.linear = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
+        self.linear = nn.Linear(arch.features, arch.output_size)
 
     @property
     def recurrent(self) -> nn.RNNBase:
@@ -56,6 +50,13 @@ class Model(nn.Module):
         return self.linear(output_BxTxF)
 
 
+def build(arch: Architecture, *, seed: int = 0, dtype: str = "float64") -> Model:
+    """The torch Model of `arch` (jaxseq.model.Architecture, the one description both frameworks
+    build from), initialised exactly as the original script: seed, recurrent layer, Linear, cast."""
+    torch.manual_seed(seed)
+    return Model(arch).to(getattr(torch, dtype))
+
+
 def build_model(
     hidden: int = 100,
     seed: int = 0,
@@ -67,15 +68,13 @@ def build_model(
     layers: int = 1,
     bidirectional: bool = False,
 ) -> Model:
-    """Exactly the original script's initialisation: seed, recurrent layer, Linear, cast to `dtype`."""
-    torch.manual_seed(seed)
-    model = Model(input_size, hidden, output_size, cell=cell, num_layers=layers, bidirectional=bidirectional)
-    return model.to(getattr(torch, dtype))
+    """`build` with the command line's names (--hidden, --layers): the original script's model for `seed`."""
+    return build(Architecture(cell, input_size, hidden, output_size, layers, bidirectional), seed=seed, dtype=dtype)
 
 
 def load_model(path) -> Model:
     """A Model holding the weights in a .pt or .safetensors file (or a run directory), in their dtype."""
-    from jaxseq.convert import read_weights_file
+    from jaxseq.weights import read_weights_file
 
     return from_state_dict(read_weights_file(path))
 
@@ -85,14 +84,6 @@ def from_state_dict(state_dict) -> Model:
     from jaxseq.convert import check_state_dict
 
     arch = check_state_dict(state_dict)
-    dtype = str(next(iter(state_dict.values())).dtype)
-    model = Model(
-        arch.input_size,
-        arch.hidden,
-        arch.output_size,
-        cell=arch.cell,
-        num_layers=arch.layers,
-        bidirectional=arch.bidirectional,
-    ).to(getattr(torch, dtype))
+    model = build(arch, dtype=str(next(iter(state_dict.values())).dtype))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
     return model

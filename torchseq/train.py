@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -10,19 +11,13 @@ import numpy as np
 import torch
 
 from jaxseq.config import TrainConfig
+from jaxseq.errors import CheckpointError, DivergenceError
 from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
-from torchseq.model import Model, build_model, from_state_dict
+from jaxseq.config import Architecture
+from torchseq.model import Model, build, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
 DRAWS = 1000  # minibatch draws fetched from JAX at a time
-
-
-class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite; `.losses` holds the finite history before it."""
-
-    def __init__(self, message: str, losses: np.ndarray):
-        super().__init__(message)
-        self.losses = losses
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -53,9 +48,8 @@ def sequence_loss(
 def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -> Model:
     """The run's starting model: the weights in --init-from, or the original script's initialisation."""
     if config.init_from is None:
-        layers = dict(cell=config.cell, layers=config.layers, bidirectional=config.bidirectional)
-        return build_model(config.hidden, config.seed, config.dtype, input_size, output_size, **layers)
-    from jaxseq.convert import check_weights_fit, read_weights_file
+        return build(Architecture.of_run(config, input_size, output_size), seed=config.seed, dtype=config.dtype)
+    from jaxseq.weights import check_weights_fit, read_weights_file
 
     state_dict = read_weights_file(config.init_from)
     check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
@@ -101,7 +95,8 @@ def train(
     dtype = getattr(torch, config.dtype)
     x_NxTxI, y_NxTxO = (torch.as_tensor(np.asarray(a)).to(dtype) for a in data[:2])
     lengths_N = None if data.lengths is None else torch.as_tensor(np.asarray(data.lengths, np.int64))
-    check_batch_size(config.batch_size, len(x_NxTxI))
+    if batch is not None:  # load_sequences checks its own
+        check_batch_size(config.batch_size, len(x_NxTxI))
     if model is None:
         # A resumed run's weights come from the checkpoint: --init-from's file is not read again.
         start = config if resume is None else config.replace(init_from=None)
@@ -110,7 +105,7 @@ def train(
     losses = np.empty(config.steps)
     first = 0
     if resume is not None:
-        from jaxseq.convert import check_weights_fit
+        from jaxseq.weights import check_weights_fit
 
         sizes = dict(input_size=x_NxTxI.shape[-1], output_size=y_NxTxO.shape[-1])
         check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
@@ -118,22 +113,12 @@ def train(
         optimizer.load_state_dict(resume.optimizer)
         first = len(resume.losses)
         losses[:first] = resume.losses
-    if config.batch_size is not None:  # the first block of draws also compiles JAX's program: not timed
-        draws = partial(minibatches, config.data_seed, len(x_NxTxI), config.batch_size, block=DRAWS)
-        drawn = draws(first)
+    batches = step_batches(config, (x_NxTxI, y_NxTxO, lengths_N), first)  # draws before the timer
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
-        for step in range(first, config.steps):
+        for step, (x_BxTxI, y_BxTxO, lengths_B) in zip(range(first, config.steps), batches):
             if config.zero_grad:
                 optimizer.zero_grad()
-            if config.batch_size is None:
-                x_BxTxI, y_BxTxO, lengths_B = x_NxTxI, y_NxTxO, lengths_N
-            else:
-                if (step - first) % DRAWS == 0 and step > first:
-                    drawn = draws(step)
-                indices_B = torch.from_numpy(drawn[(step - first) % DRAWS])
-                x_BxTxI, y_BxTxO = x_NxTxI[indices_B], y_NxTxO[indices_B]
-                lengths_B = None if lengths_N is None else lengths_N[indices_B]
             loss = sequence_loss(model(x_BxTxI, lengths_B), y_BxTxO, config.loss, lengths_B)
             loss.backward()
             optimizer.step()
@@ -148,6 +133,27 @@ def train(
             if on_checkpoint is not None and config.checkpoint_due(step + 1):
                 on_checkpoint(losses[: step + 1], model, optimizer)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
+
+
+def step_batches(config: TrainConfig, data, first: int):
+    """(x_BxTxI, y_BxTxO, lengths_B) for each step from `first`: all of `data` (tensors x, y, lengths),
+    or the minibatch jaxseq draws at that step (`jaxseq.task.minibatches`, fetched DRAWS steps at a
+    time; the first block is drawn, and JAX's program compiled, on creation)."""
+    if config.batch_size is None:
+        return itertools.repeat(data)
+    x_NxTxI, y_NxTxO, lengths_N = data
+    draws = partial(minibatches, config.data_seed, len(x_NxTxI), config.batch_size, block=DRAWS)
+    drawn = draws(first)
+
+    def gather():
+        nonlocal drawn
+        for step in itertools.count(first):
+            if (step - first) % DRAWS == 0 and step > first:
+                drawn = draws(step)
+            indices_B = torch.from_numpy(drawn[(step - first) % DRAWS])
+            yield x_NxTxI[indices_B], y_NxTxO[indices_B], None if lengths_N is None else lengths_N[indices_B]
+
+    return gather()
 
 
 def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -> None:
@@ -182,8 +188,6 @@ def load_checkpoint(run_dir) -> TorchCheckpoint:
     import zipfile
     from pathlib import Path
 
-    from jaxseq.checkpoint import CheckpointError
-
     path = Path(run_dir)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.is_file():
@@ -210,8 +214,8 @@ def load_checkpoint(run_dir) -> TorchCheckpoint:
         arch = check_state_dict(payload["model"])
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    if arch.hidden != config.hidden:
-        raise CheckpointError(f"{path}: weights of hidden size {arch.hidden} in a run of --hidden {config.hidden}")
-    if (arch.cell, arch.layers, arch.bidirectional) != (config.cell, config.layers, config.bidirectional):
+    if arch.hidden_size != config.hidden:
+        raise CheckpointError(f"{path}: weights of hidden size {arch.hidden_size} in a run of --hidden {config.hidden}")
+    if (arch.cell, arch.num_layers, arch.bidirectional) != (config.cell, config.layers, config.bidirectional):
         raise CheckpointError(f"{path}: the weights are not the recorded run's --cell, --layers, --bidirectional")
     return TorchCheckpoint(**payload)

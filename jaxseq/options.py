@@ -1,0 +1,240 @@
+"""The command line's options and its one-line errors, shared by `jaxseq` and `torchseq`.
+
+One option per `TrainConfig` field (`add_arguments`), each checked by its argparse type where it
+enters; `from_args` turns the parsed options into the config. `run_main` runs a command and turns
+a `jaxseq.errors.UserError`, and only that, into one line on stderr and its exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import sys
+
+from jaxseq.config import CELLS, DTYPES, INITS, LOSSES, OPTIMIZERS, PLATFORMS, TASKS, TrainConfig
+from jaxseq.errors import OptionError, UserError
+
+
+def option_type(convert, ok, expected: str):
+    """An argparse `type=` that converts, checks, and says what it expected on failure."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = option_type(int, lambda v: v > 0, "a positive integer")
+_positive_float = option_type(float, lambda v: 0 < v < math.inf, "a positive number")
+_finite_float = option_type(float, math.isfinite, "a finite number")
+_int = option_type(int, lambda v: True, "an integer")
+_seed32 = option_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")
+_lr_list = option_type(
+    lambda text: [float(v) for v in text.split(",")],
+    lambda rates: all(0 < r < math.inf for r in rates),
+    "positive numbers separated by commas",
+)
+SWEEP_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+# Which options each command honours (and so offers): name -> commands.
+RUN_OPTIONS = {
+    "--init-from": ("train", "compare"),
+    "--checkpoint-every": ("train",),
+    "--resume": ("train",),
+    "--init": ("jax train", "jax sweep"),
+    "--init-from-torch": ("jax train",),
+    "--chunk": ("jax train", "jax compare", "jax sweep"),
+    "--platform": ("jax train", "jax compare", "jax sweep"),
+}
+
+
+def offers(option: str, framework: str, command: str) -> bool:
+    """Whether `framework`'s `command` ("train", "compare", "sweep") honours `option` (see RUN_OPTIONS)."""
+    return any(c in (command, f"{framework} {command}") for c in RUN_OPTIONS[option])
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
+    """Adds one option per TrainConfig field that `framework`'s `command` honours (RUN_OPTIONS);
+    `sweep` takes --lr as a comma-separated list."""
+    d = TrainConfig()
+    has = functools.partial(offers, framework=framework, command=command)
+    parser.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps (%(default)s)")
+    if command == "sweep":
+        rates = ",".join(f"{r:g}" for r in SWEEP_LRS)
+        parser.add_argument("--lr", type=_lr_list, default=list(SWEEP_LRS), help=f"learning rates ({rates})")
+    else:
+        parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
+    add_optimizer_arguments(parser)
+    parser.add_argument("--hidden", type=positive_int, default=d.hidden, help="hidden size (%(default)s)")
+    parser.add_argument("--cell", choices=CELLS, default=d.cell, help="recurrent layer (%(default)s)")
+    parser.add_argument("--layers", type=positive_int, default=d.layers, help="stacked layers (%(default)s)")
+    parser.add_argument("--bidirectional", action="store_true", help="forward and reverse directions in every layer")
+    parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
+    parser.add_argument(
+        "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
+    )
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, metavar="B", help="sequences per step (all of them)"
+    )
+    parser.add_argument(
+        "--no-zero-grad",
+        dest="zero_grad",
+        action="store_false",
+        help="never reset gradients, as the seed question's script did (the bug)",
+    )
+    if has("--init-from"):
+        parser.add_argument(
+            "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
+        )
+    if has("--checkpoint-every"):
+        parser.add_argument(
+            "--checkpoint-every", type=positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
+        )
+    if has("--resume"):
+        parser.add_argument(
+            "--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR, with its options"
+        )
+    if has("--init"):
+        parser.add_argument("--init", choices=INITS, default=d.init, help="initialisers (%(default)s)")
+    if has("--init-from-torch"):
+        parser.add_argument(
+            "--init-from-torch",
+            type=_int,
+            default=None,
+            metavar="SEED",
+            help="start from the weights torchseq builds with this seed (needs torch)",
+        )
+    if has("--chunk"):
+        parser.add_argument(
+            "--chunk", type=positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
+        )
+    if has("--platform"):
+        parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
+
+
+def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """--optimizer and its options (see jaxseq.optim), with torch.optim's defaults."""
+    d = TrainConfig()
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the data: --task and its sizes, --data-seed, or --data FILE."""
+    d = TrainConfig()
+    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
+    parser.add_argument(
+        "--sequences", type=positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
+    )
+    parser.add_argument("--length", type=positive_int, default=d.length, help="task: sequence length (%(default)s)")
+    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
+    parser.add_argument(
+        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=_seed32,
+        default=d.data_seed,
+        help="seed of the data and the minibatches (%(default)s)",
+    )
+    parser.add_argument("--data", default=None, metavar="FILE", help="your CSV/.npy/.npz instead of the task")
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig named by parsed options; fields without an option keep their default."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def resumed_config(args: argparse.Namespace, recorded: TrainConfig) -> TrainConfig:
+    """The recorded run's config; an option given now that differs from both it and its default is an error."""
+    given, default = from_args(args), TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        now, then = getattr(given, f.name), getattr(recorded, f.name)
+        if now != getattr(default, f.name) and now != then:
+            flag = "--" + f.name.replace("_", "-")
+            raise OptionError(f"--resume continues the recorded run with {flag} {then}; {flag} {now} conflicts")
+    return recorded
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
+    """A run command's options: the config's (`add_arguments`), --out, --no-progress, and for JAX --no-cache."""
+    add_arguments(p, framework=framework, command=command)
+    p.add_argument("--out", default=f"runs/{framework}seq" if command == "train" else f"runs/{command}",
+                   help="output directory (%(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    if framework == "jax":
+        p.add_argument(
+            "--no-cache",
+            dest="cache",
+            action="store_false",
+            help="don't keep compiled programs on disk ($JAX_COMPILATION_CACHE_DIR or ~/.cache/jaxseq/xla)",
+        )
+
+
+_host_port = option_type(
+    lambda text: text if text.rpartition(":")[0] and 0 < int(text.rpartition(":")[2]) < 65536 else None,
+    lambda v: True,
+    "HOST:PORT",
+)
+_index = option_type(int, lambda v: v >= 0, "a non-negative integer")
+
+
+def add_host_arguments(p: argparse.ArgumentParser) -> None:
+    """Options to run one program over several processes (hosts) with `jax.distributed`."""
+    hosts = p.add_argument_group("several hosts (jax.distributed; run the same command on every host)")
+    hosts.add_argument(
+        "--distributed", action="store_true", help="join a multi-host run (Slurm, Open MPI: detected by JAX)"
+    )
+    hosts.add_argument(
+        "--coordinator", type=_host_port, metavar="HOST:PORT", help="process 0's address (implies --distributed)"
+    )
+    hosts.add_argument(
+        "--num-processes", type=positive_int, metavar="N", help="processes in all (implies --distributed)"
+    )
+    hosts.add_argument("--process-id", type=_index, metavar="I", help="this process, 0..N-1 (implies --distributed)")
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="a run directory, or a .safetensors / .pt file")
+    add_data_arguments(p)
+    p.add_argument(
+        "--out", default=None, metavar="FILE", help="CSV file to write (predictions.csv in the --weights run directory)"
+    )
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors reported as one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
+    """Parses argv and runs the chosen command. `commands`: name -> (one-line help, add_arguments,
+    run). A `UserError` (bad input: an option, a file, a diverging run) becomes one line on stderr
+    and its exit status (2 for an option, 1 otherwise); anything else is a bug and keeps its traceback."""
+    parser = Parser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for name, (summary, add, _) in commands.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        add(p)
+    args = parser.parse_args(argv)
+    try:
+        return commands[args.command][2](args) or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except UserError as e:
+        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return e.exit_code
