@@ -18,6 +18,9 @@ _EXPORTS = {
     "GRU": "jaxseq.recurrent",
     "RNN": "jaxseq.recurrent",
     "Linear": "jaxseq.nn",
+    "nn": "jaxseq.nn",
+    "fx": "jaxseq.fx",
+    "optim": "jaxseq.optim",
     "ConversionError": "jaxseq.errors",
     "UserError": "jaxseq.errors",
     "from_torch": "jaxseq.convert",
@@ -32,7 +35,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module = importlib.import_module(_EXPORTS[name])
+        return module if module.__name__ == f"jaxseq.{name}" else getattr(module, name)
     raise AttributeError(f"module 'jaxseq' has no attribute {name!r}")
 
 

@@ -76,3 +76,81 @@ def check_leaves(leaves: list[np.ndarray], template: list, source) -> None:
                 f"{source}: state array {i} is {leaf.dtype}{list(leaf.shape)}, the model needs "
                 f"{want.dtype}{list(want.shape)} (a checkpoint from a different model size?)"
             )
+
+
+# A run checkpointed in one framework, continued in the other: the weights under PyTorch's names,
+# the optimizer and scheduler state converted by `jaxseq.optim.state_to_torch` / `state_from_torch`.
+
+
+def _template(config: TrainConfig, data):
+    """(the run's TrainState as jaxseq builds it, its optax transformation, the model's graphdef)."""
+    from flax import nnx
+
+    from jaxseq.training import TrainState, init_model, prepare
+
+    data, tx = prepare(config.replace(init_from=None, init_from_torch=None), data)
+    graphdef, params = nnx.split(init_model(config.replace(init_from=None, init_from_torch=None), data.x.shape[-1], data.y.shape[-1]))
+    return TrainState(params, tx.init(params)), tx, graphdef
+
+
+def to_torch(run_dir, out_dir, data) -> Path:
+    """Writes jaxseq's checkpoint in `run_dir` as torchseq's (out_dir/checkpoint.pt and history.csv),
+    so `torchseq train --resume out_dir` continues the run on the same trajectory. `data`: the
+    run's Sequences (for the model's sizes). Needs torch."""
+    import jax
+    from flax import nnx
+
+    from jaxseq import optim, outputs
+    from jaxseq.convert import to_torch_state_dict
+    from torchseq.model import from_state_dict
+    from torchseq.train import save_checkpoint
+
+    saved = load(run_dir)
+    config = saved.config
+    template, _, graphdef = _template(config, data)
+    leaves, treedef = jax.tree.flatten(template)
+    check_leaves(saved.leaves, leaves, run_dir)
+    state = jax.tree.unflatten(treedef, list(saved.leaves))
+    t_model = from_state_dict(to_torch_state_dict(nnx.merge(graphdef, state.params)))
+    optimizer, scheduler = optim.torch_from_config(config, t_model.parameters())
+    _accumulated_state_unsupported(config)
+    optim.state_to_torch(state.opt_state, optimizer, scheduler, model=t_model)
+    out = outputs.prepare_out_dir(out_dir)
+    save_checkpoint(out, saved.losses, t_model, optimizer, scheduler, config=config)
+    outputs.write_text(out / "history.csv", outputs.history_csv(saved.losses))
+    return out
+
+
+def from_torch(run_dir, out_dir) -> Path:
+    """Writes torchseq's checkpoint in `run_dir` as jaxseq's (out_dir/checkpoint.npz and history.csv),
+    so `jaxseq train --resume out_dir` continues the run on the same trajectory. Needs torch."""
+    import jax
+    from flax import nnx
+
+    from jaxseq import optim, outputs
+    from jaxseq.convert import from_torch as model_from_torch
+    from torchseq.train import load_checkpoint, torch_from_config
+    from torchseq.model import from_state_dict
+
+    saved = load_checkpoint(run_dir)
+    config = saved.config
+    _accumulated_state_unsupported(config)
+    t_model = from_state_dict({k: v.numpy() for k, v in saved.model.items()})
+    optimizer, scheduler = torch_from_config(config, t_model.parameters())
+    optimizer.load_state_dict(saved.optimizer)
+    if scheduler is not None:
+        scheduler.load_state_dict(saved.scheduler)
+    _, params = nnx.split(model_from_torch(t_model))
+    opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=t_model, step=len(saved.losses))
+    from jaxseq.training import TrainState
+
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(TrainState(params, opt_state))]
+    out = outputs.prepare_out_dir(out_dir)
+    save(out, Checkpoint(config, saved.losses, leaves))
+    outputs.write_text(out / "history.csv", outputs.history_csv(saved.losses))
+    return out
+
+
+def _accumulated_state_unsupported(config: TrainConfig) -> None:
+    if not config.zero_grad:
+        raise CheckpointError("a --no-zero-grad run keeps its gradient sum in torch's .grad: it cannot cross frameworks")

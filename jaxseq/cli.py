@@ -122,25 +122,52 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_FORMATS = ("torch-run", "jax-run")  # a checkpointed run, resumable in the other framework
+
+
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR", help="a run directory (or a weights file)")
-    p.add_argument("--format", choices=("pt", "safetensors"), required=True)
-    p.add_argument("--to", required=True, metavar="FILE", help="the file to write (.pt or .safetensors, as --format)")
+    p.add_argument(
+        "--format",
+        choices=("pt", "safetensors", *RUN_FORMATS),
+        required=True,
+        help="pt, safetensors: the weights; torch-run: a jaxseq run's checkpoint as torchseq's "
+        "(torchseq train --resume), jax-run: a torchseq run's as jaxseq's (jaxseq train --resume)",
+    )
+    p.add_argument("--to", required=True, metavar="PATH", help="the file (pt, safetensors) or run directory to write")
 
 
 def export_command(args: argparse.Namespace) -> int:
     from jaxseq.weights import check_format, read_weights_file, write_weights_file
 
     to = Path(args.to)
-    check_format(to, args.format)
-    if args.format == "pt":
+    if args.format == "pt" or args.format in RUN_FORMATS:
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise torch_required("--format pt") from None
+            raise torch_required(f"--format {args.format}") from None
+    if args.format in RUN_FORMATS:
+        return export_run(args.run, to, args.format)
+    check_format(to, args.format)
     state_dict = read_weights_file(args.run)
     outputs.atomic_write(to, lambda tmp: write_weights_file(state_dict, tmp, args.format))
     print(f"wrote {to} ({args.format}, {len(state_dict)} tensors)")
+    return 0
+
+
+def export_run(run, to: Path, fmt: str) -> int:
+    """A checkpointed run of one framework as a run directory of the other, resumable there."""
+    from jaxseq import checkpoint
+
+    if fmt == "torch-run":
+        saved = checkpoint.load(run)
+        data = runs.read_inputs(saved.config, resumed=True).data  # the model's sizes
+        checkpoint.to_torch(run, to, data)
+        resume = "torchseq"
+    else:
+        checkpoint.from_torch(run, to)
+        resume = "jaxseq"
+    print(f"wrote {to}/ (the run's checkpoint and history; continue it with: {resume} train --resume {to})")
     return 0
 
 

@@ -8,11 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from jaxseq.errors import OptionError
 
-OPTIMIZERS = ("adam", "sgd")
+# Each optimizer (torch.optim's SGD, Adam, AdamW, RMSprop, Adagrad), its options and torch's default for each.
+OPTIMIZER_OPTIONS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": False},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "maximize": False},
+    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False, "maximize": False},
+    "rmsprop": {
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "centered": False,
+        "maximize": False,
+    },
+    "adagrad": {
+        "lr_decay": 0.0,
+        "weight_decay": 0.0,
+        "initial_accumulator_value": 0.0,
+        "eps": 1e-10,
+        "maximize": False,
+    },
+}
+OPTIMIZERS = tuple(OPTIMIZER_OPTIONS)
 DTYPES = ("float32", "float64")
 LOSSES = ("sum", "mean")
 INITS = ("torch", "flax")
@@ -25,7 +46,15 @@ TASKS = ("shifted", "windows", "sine", "running-sum")  # see jaxseq.task
 class TrainConfig:
     steps: int = 1000  # optimizer steps, each on the whole data or one minibatch of it
     lr: float = 1e-3  # learning rate
-    optimizer: str = "adam"  # "adam" or "sgd", PyTorch's defaults (betas 0.9/0.999, eps 1e-8)
+    optimizer: str = "adam"  # "adam", "adamw", "sgd", "rmsprop" or "adagrad": torch.optim's, its defaults
+    weight_decay: float | None = None  # None: the optimizer's torch default (AdamW 1e-2, the others 0)
+    momentum: float | None = None  # sgd, rmsprop (None: 0)
+    nesterov: bool = False  # sgd, with momentum
+    betas: tuple[float, float] | None = None  # adam, adamw (None: 0.9, 0.999)
+    eps: float | None = None  # adam, adamw, rmsprop, adagrad (None: torch's, 1e-8; Adagrad's 1e-10)
+    amsgrad: bool = False  # adam, adamw
+    schedule: str | None = None  # learning-rate schedule, stepped every step (jaxseq.optim.parse_schedule)
+    clip_grad_norm: float | None = None  # clip the gradients' total 2-norm to this, as torch's clip_grad_norm_
     hidden: int = 100  # hidden size H of each recurrent layer
     cell: str = "lstm"  # the recurrent layer: "lstm", "gru" or "rnn" (tanh), as torch.nn's
     layers: int = 1  # stacked recurrent layers (torch's num_layers)
@@ -76,6 +105,7 @@ class TrainConfig:
         if not isinstance(self.data_seed, int) or not 0 <= self.data_seed < 2**32:
             raise OptionError(f"data_seed must be an integer in [0, 2^32); got {self.data_seed!r}")
         self._check_task_options()
+        self._check_optimizer_options()
         if self.init_from is not None and self.init_from_torch is not None:
             raise OptionError("give at most one of --init-from and --init-from-torch")
         if self.init != "torch" and (self.init_from, self.init_from_torch) != (None, None):
@@ -102,6 +132,32 @@ class TrainConfig:
         for name in unused:
             if getattr(self, name) != d[name].default:
                 raise OptionError(f"--{name.replace('_', '-')} does not apply to {source}")
+
+    def _check_optimizer_options(self) -> None:
+        """Refuses an optimizer option the --optimizer lacks, or a value torch.optim would refuse."""
+        if self.betas is not None:
+            object.__setattr__(self, "betas", tuple(self.betas))  # a list, read back from JSON
+        given = {
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov or None,
+            "betas": self.betas,
+            "eps": self.eps,
+            "amsgrad": self.amsgrad or None,
+        }
+        for name, value in given.items():
+            if value is not None and name not in OPTIMIZER_OPTIONS[self.optimizer]:
+                raise OptionError(f"--{name.replace('_', '-')} does not apply to --optimizer {self.optimizer}")
+        for name in ("weight_decay", "momentum", "eps"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < float("inf"):
+                raise OptionError(f"--{name.replace('_', '-')} must be a finite number >= 0; got {value!r}")
+        if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise OptionError(f"--betas must be two numbers in [0, 1); got {self.betas!r}")
+        if self.nesterov and not self.momentum:
+            raise OptionError("--nesterov needs --momentum above 0 (as torch.optim.SGD)")
+        if self.clip_grad_norm is not None and not 0 < self.clip_grad_norm < float("inf"):
+            raise OptionError(f"--clip-grad-norm must be a positive number; got {self.clip_grad_norm!r}")
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -137,13 +137,22 @@ def from_torch(obj, *, kind: str | None = None, **options):
     - a torch.nn.LSTM, GRU or RNN module (or a subclass): the `jaxseq.LSTM`/`GRU`/`RNN` with the
       same options; so does the state_dict of one, given `kind` ("lstm", "gru" or "rnn") and the
       options it was built with (see `recurrent_from_torch`).
+    - any other torch.nn.Module that torch.fx can trace (your own model): the whole model in Flax
+      NNX, its parameters and buffers under their PyTorch names (`jaxseq.fx.from_torch`).
     The dtype is kept (float32 or float64).
 
     >>> model = jaxseq.from_torch(torchseq.build_model(hidden=100, seed=0))
     >>> gru = jaxseq.from_torch(torch.nn.GRU(3, 8, num_layers=2, bidirectional=True))
+    >>> mine = jaxseq.from_torch(MyModel())  # embeddings, convolutions, norms, recurrent layers, a loss
     """
     if kind is not None or torch_recurrent_kind(obj) is not None:
         return recurrent_from_torch(obj, kind=kind, **options)
+    if _is_torch_module(obj) and type(obj).__module__ != "torchseq.model":
+        if options:
+            raise ConversionError(f"option {next(iter(options))!r} is for LSTM, GRU and RNN state_dicts")
+        from jaxseq import fx
+
+        return fx.from_torch(obj)
     if options:
         raise ConversionError(f"option {next(iter(options))!r} is for LSTM, GRU and RNN state_dicts: pass kind= too")
     if isinstance(obj, Mapping) and "weight_ih_l0" in obj:
@@ -165,11 +174,16 @@ def to_torch_state_dict(model) -> dict[str, np.ndarray]:
     """The module's weights under PyTorch's names and layouts, as NumPy arrays, in torch's order.
 
     For a `jaxseq.Model`, `torchseq.Model.load_state_dict({k: torch.from_numpy(v) ...})` accepts
-    it; for a `jaxseq.LSTM`/`GRU`/`RNN`, torch.nn.LSTM/GRU/RNN's does.
+    it; for a `jaxseq.LSTM`/`GRU`/`RNN`, torch.nn.LSTM/GRU/RNN's does; for a converted model of
+    your own (`jaxseq.fx`), your module's does (`strict=True`; buffers and tied weights included).
     """
     if isinstance(model, RNNBase):
         return state_dict(model, model.parameter_shapes())
-    return state_dict(model, model_shapes(model.architecture))
+    if isinstance(model, Model):
+        return state_dict(model, model_shapes(model.architecture))
+    from jaxseq import fx
+
+    return fx.to_torch_state_dict(model)
 
 
 # torch.nn.LSTM, GRU and RNN: the rules are `parameter_shapes(...)`, generated from the options.
@@ -186,6 +200,11 @@ RECURRENT_OPTIONS = {  # PyTorch's defaults
     "proj_size": 0,  # LSTM only
     "nonlinearity": "tanh",  # RNN only
 }
+
+
+def _is_torch_module(obj) -> bool:
+    """Whether `obj` is a torch.nn.Module, without importing torch."""
+    return any(c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module" for c in type(obj).__mro__)
 
 
 def torch_recurrent_kind(obj) -> str | None:

@@ -123,10 +123,33 @@ def add_arguments(parser: argparse.ArgumentParser, *, framework: str = "jax", co
         parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
 
 
+_non_negative = option_type(float, lambda v: 0 <= v < math.inf, "a number >= 0")
+_betas = option_type(
+    lambda text: tuple(float(v) for v in text.split(",")),
+    lambda b: len(b) == 2 and all(0 <= v < 1 for v in b),
+    "two numbers in [0, 1), e.g. 0.9,0.999",
+)
+
+
 def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
-    """--optimizer and its options (see jaxseq.optim), with torch.optim's defaults."""
+    """--optimizer and its options (jaxseq.optim), each defaulting to torch.optim's for that optimizer."""
     d = TrainConfig()
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
+    g = parser.add_argument_group("optimizer (torch.optim's; an option left out takes its default)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
+    g.add_argument("--weight-decay", type=_non_negative, metavar="WD", help="(AdamW 1e-2, the others 0)")
+    g.add_argument("--momentum", type=_non_negative, metavar="M", help="sgd, rmsprop (0)")
+    g.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum")
+    g.add_argument("--betas", type=_betas, metavar="B1,B2", help="adam, adamw (0.9,0.999)")
+    g.add_argument("--eps", type=_non_negative, help="adam, adamw, rmsprop (1e-8), adagrad (1e-10)")
+    g.add_argument("--amsgrad", action="store_true", help="adam, adamw")
+    g.add_argument(
+        "--schedule",
+        metavar="SPEC",
+        help="learning-rate schedule, stepped every step: cosine[:ETA_MIN], step:SIZE[:GAMMA], "
+        "multistep:M1,M2[:GAMMA], exponential:GAMMA, linear:START:END[:ITERS], constant:FACTOR:ITERS, "
+        "onecycle[:PCT[:cos|linear]], A+B@STEP (one after the other)",
+    )
+    g.add_argument("--clip-grad-norm", type=_positive_float, metavar="MAX", help="clip the gradients' total 2-norm")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,9 @@ def read_inputs(config: TrainConfig, *, resumed: bool = False, checkpoint=None) 
     from jaxseq.task import load_sequences
 
     data = load_sequences(config)
+    from jaxseq.optim import from_config
+
+    from_config(config)  # an OptionError naming a bad --schedule or combination, before anything runs
     weights = None
     if config.init_from is not None and not resumed:
         from jaxseq.weights import check_weights_fit, read_weights_file

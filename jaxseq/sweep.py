@@ -19,7 +19,8 @@ from flax import nnx
 from jaxseq import devices
 from jaxseq.config import TrainConfig
 from jaxseq.task import data_key
-from jaxseq.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args, with_learning_rate
+from jaxseq.optim import with_learning_rate
+from jaxseq.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args
 
 
 @dataclass

@@ -20,8 +20,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxseq import devices
+from jaxseq import devices, optim
 from jaxseq.config import TrainConfig
+from jaxseq.optim import accumulate_gradients, make_optimizer, with_learning_rate  # noqa: F401 (their old home)
 from jaxseq.errors import DivergenceError
 from jaxseq.config import Architecture
 from jaxseq.model import Model, enable_dtype
@@ -31,64 +32,6 @@ from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, lo
 class TrainState(NamedTuple):
     params: nnx.State  # the model's parameters
     opt_state: optax.OptState
-
-
-class AccumulateState(NamedTuple):
-    total: optax.Updates  # the sum of every gradient seen so far
-
-
-def accumulate_gradients() -> optax.GradientTransformation:
-    """Replaces each gradient by the running sum of all gradients so far.
-
-    This is what PyTorch computes when `optimizer.zero_grad()` is never called: `.grad`
-    keeps every earlier backward pass's contribution. Chained before an optimizer, it
-    reproduces the seed question's bug.
-    """
-
-    def init(params):
-        return AccumulateState(jax.tree.map(jnp.zeros_like, params))
-
-    def update(updates, state, params=None):
-        total = jax.tree.map(jnp.add, state.total, updates)
-        return total, AccumulateState(total)
-
-    return optax.GradientTransformation(init, update)
-
-
-def make_optimizer(name: str, lr: float, zero_grad: bool = True) -> optax.GradientTransformation:
-    """optax's equivalent of torch.optim.Adam / SGD with PyTorch's defaults (betas 0.9/0.999, eps 1e-8).
-
-    The learning rate is kept in the optimizer state (see `with_learning_rate`).
-    zero_grad=False first sums the gradients over all steps, as PyTorch does without `zero_grad()`.
-    """
-    if name == "adam":
-        tx = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))(
-            lr, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0
-        )
-    elif name == "sgd":
-        tx = optax.inject_hyperparams(optax.sgd)(lr)
-    else:
-        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
-    return tx if zero_grad else optax.chain(accumulate_gradients(), tx)
-
-
-def with_learning_rate(opt_state, lr):
-    """`opt_state` (from `make_optimizer(...).init`) with its learning rate set to `lr`.
-
-    The rate lives in the state (optax.inject_hyperparams), so one compiled program serves
-    every rate, and `jaxseq sweep` can vmap over it.
-    """
-
-    def is_injected(node):
-        return isinstance(node, tuple) and hasattr(node, "hyperparams")
-
-    def replace(node):
-        if not is_injected(node):
-            return node
-        rate = jnp.asarray(lr, node.hyperparams["learning_rate"].dtype)
-        return node._replace(hyperparams={**node.hyperparams, "learning_rate": rate})
-
-    return jax.tree.map(replace, opt_state, is_leaf=is_injected)
 
 
 def sequence_loss(pred_BxTxO, y_BxTxO, reduction: str = "sum", lengths_B=None):
@@ -328,7 +271,7 @@ def prepare(config: TrainConfig, batch=None):
     else:
         data = as_sequences(batch, dtype)
         check_batch_size(config.batch_size, len(data.x))
-    return data, make_optimizer(config.optimizer, config.lr, config.zero_grad)
+    return data, optim.from_config(config)
 
 
 def static_args(config: TrainConfig, graphdef, tx, chunk: int) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from jaxseq.config import TrainConfig
 from jaxseq.errors import CheckpointError, DivergenceError
 from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
 from jaxseq.config import Architecture
+from jaxseq.optim import torch_from_config
 from torchseq.model import Model, build, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -21,11 +23,10 @@ DRAWS = 1000  # minibatch draws fetched from JAX at a time
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {name!r}")
+    """torch.optim's `name` ("adam", "sgd", ...; see jaxseq.config.OPTIMIZERS) on `params`, its defaults."""
+    from jaxseq.optim import torch_optimizer
+
+    return torch_optimizer(name, params, lr)
 
 
 def sequence_loss(
@@ -85,7 +86,7 @@ def train(
 
     config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
     resume: a checkpoint (`load_checkpoint`) of this config to continue from.
-    on_checkpoint: called as `on_checkpoint(losses_so_far, model, optimizer)` every
+    on_checkpoint: called as `on_checkpoint(losses_so_far, model, optimizer, scheduler or None)` every
       `config.checkpoint_every` steps and at the end.
     Raises DivergenceError (with the finite history) when the loss becomes NaN or infinite.
     """
@@ -101,7 +102,7 @@ def train(
         # A resumed run's weights come from the checkpoint: --init-from's file is not read again.
         start = config if resume is None else config.replace(init_from=None)
         model = init_model(start, x_NxTxI.shape[-1], y_NxTxO.shape[-1])
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    optimizer, scheduler = torch_from_config(config, model.parameters())
     losses = np.empty(config.steps)
     first = 0
     if resume is not None:
@@ -111,6 +112,8 @@ def train(
         check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(resume.scheduler)
         first = len(resume.losses)
         losses[:first] = resume.losses
     batches = step_batches(config, (x_NxTxI, y_NxTxO, lengths_N), first)  # draws before the timer
@@ -121,7 +124,11 @@ def train(
                 optimizer.zero_grad()
             loss = sequence_loss(model(x_BxTxI, lengths_B), y_BxTxO, config.loss, lengths_B)
             loss.backward()
+            if config.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm, foreach=False)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             losses[step] = loss.item()
             if not np.isfinite(losses[step]):
                 last = f"{losses[step - 1]:.6g}" if step else "none"
@@ -131,7 +138,7 @@ def train(
                 bar.update((step % config.chunk) + 1)
                 bar.set_postfix(loss=f"{losses[step]:.3e}")
             if on_checkpoint is not None and config.checkpoint_due(step + 1):
-                on_checkpoint(losses[: step + 1], model, optimizer)
+                on_checkpoint(losses[: step + 1], model, optimizer, scheduler)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
 
 
@@ -156,8 +163,8 @@ def step_batches(config: TrainConfig, data, first: int):
     return gather()
 
 
-def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -> None:
-    """checkpoint.pt: config, history, model and optimizer state, written aside and renamed."""
+def save_checkpoint(run_dir, losses, model, optimizer, scheduler=None, *, config: TrainConfig) -> None:
+    """checkpoint.pt: config, history, model, optimizer and scheduler state, written aside and renamed."""
     import dataclasses
     import json
     from pathlib import Path
@@ -169,6 +176,7 @@ def save_checkpoint(run_dir, losses, model, optimizer, *, config: TrainConfig) -
         "losses": torch.from_numpy(np.array(losses)),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": {} if scheduler is None else scheduler.state_dict(),
     }
     atomic_write(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
 
@@ -179,6 +187,7 @@ class TorchCheckpoint:
     losses: np.ndarray  # (step,) the history so far
     model: dict  # the model's state_dict after `step` steps
     optimizer: dict  # the optimizer's state_dict
+    scheduler: dict = dataclasses.field(default_factory=dict)  # the scheduler's state_dict ({}: none)
 
 
 def load_checkpoint(run_dir) -> TorchCheckpoint:
