@@ -91,7 +91,10 @@ def main(argv=None) -> int:
                 times[k].append(run() / args.chunk * 1e3)
         one_layer = statistics.median(times[(1, False, True)])
         for layers, bidi in CONFIGS:
-            kernel, autodiff = statistics.median(times[(layers, bidi, True)]), statistics.median(times[(layers, bidi, False)])
+            kernel, autodiff = (
+                statistics.median(times[(layers, bidi, True)]),
+                statistics.median(times[(layers, bidi, False)]),
+            )
             per = kernel / (layers * (2 if bidi else 1))
             rows.append(
                 dict(

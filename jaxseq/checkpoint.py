@@ -89,7 +89,9 @@ def _template(config: TrainConfig, data):
     from jaxseq.training import TrainState, init_model, prepare
 
     data, tx = prepare(config.replace(init_from=None, init_from_torch=None), data)
-    graphdef, params = nnx.split(init_model(config.replace(init_from=None, init_from_torch=None), data.x.shape[-1], data.y.shape[-1]))
+    graphdef, params = nnx.split(
+        init_model(config.replace(init_from=None, init_from_torch=None), data.x.shape[-1], data.y.shape[-1])
+    )
     return TrainState(params, tx.init(params)), tx, graphdef
 
 
@@ -129,8 +131,8 @@ def from_torch(run_dir, out_dir) -> Path:
 
     from jaxseq import optim, outputs
     from jaxseq.convert import from_torch as model_from_torch
-    from torchseq.train import load_checkpoint, torch_from_config
     from torchseq.model import from_state_dict
+    from torchseq.train import load_checkpoint, torch_from_config
 
     saved = load_checkpoint(run_dir)
     config = saved.config
@@ -153,4 +155,6 @@ def from_torch(run_dir, out_dir) -> Path:
 
 def _accumulated_state_unsupported(config: TrainConfig) -> None:
     if not config.zero_grad:
-        raise CheckpointError("a --no-zero-grad run keeps its gradient sum in torch's .grad: it cannot cross frameworks")
+        raise CheckpointError(
+            "a --no-zero-grad run keeps its gradient sum in torch's .grad: it cannot cross frameworks"
+        )

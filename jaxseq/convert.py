@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseq.errors import ConversionError
 from jaxseq.config import Architecture
+from jaxseq.errors import ConversionError
 from jaxseq.model import Model, enable_dtype
 from jaxseq.recurrent import GATES, RNNBase, check_options, parameter_shapes
 
@@ -122,7 +122,9 @@ def _check_keys(state_dict: Mapping, shapes: dict, described: str, hint: str = "
 def _check_shapes_and_dtype(state_dict: Mapping, shapes: dict, described: str) -> None:
     for key, shape in shapes.items():
         if tuple(np.shape(state_dict[key])) != shape:
-            raise ConversionError(f"{key}: expected shape {shape} for {described}; got {tuple(np.shape(state_dict[key]))}")
+            raise ConversionError(
+                f"{key}: expected shape {shape} for {described}; got {tuple(np.shape(state_dict[key]))}"
+            )
     # str(dtype) names torch ("torch.bfloat16") and NumPy dtypes alike, without converting (NumPy has no bfloat16)
     dtypes = sorted({str(getattr(state_dict[key], "dtype", "?")).removeprefix("torch.") for key in shapes})
     if len(dtypes) != 1 or dtypes[0] not in ("float32", "float64"):

@@ -809,8 +809,10 @@ def _groups_state(opt_state):
 def _with_groups_state(opt_state, groups: dict):
     state = opt_state[-1]
     if isinstance(state, optax.PartitionState):
-        inner = {label: s._replace(inner_state=groups[label]) if label in groups else s
-                 for label, s in state.inner_states.items()}
+        inner = {
+            label: s._replace(inner_state=groups[label]) if label in groups else s
+            for label, s in state.inner_states.items()
+        }
         state = optax.PartitionState(inner)
     else:
         state = groups["group0"]
@@ -857,7 +859,7 @@ def with_learning_rate(opt_state, lr):
 
         return fn
 
-    labels = sorted(groups, key=lambda label: int(label[len("group"):]))
+    labels = sorted(groups, key=lambda label: int(label[len("group") :]))
     new = {label: _map_pieces(groups[label], set_rate(rate)) for label, rate in zip(labels, rates, strict=True)}
     return _with_groups_state(opt_state, new)
 

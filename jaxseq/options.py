@@ -193,8 +193,11 @@ def resumed_config(args: argparse.Namespace, recorded: TrainConfig) -> TrainConf
 def add_run_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
     """A run command's options: the config's (`add_arguments`), --out, --no-progress, and for JAX --no-cache."""
     add_arguments(p, framework=framework, command=command)
-    p.add_argument("--out", default=f"runs/{framework}seq" if command == "train" else f"runs/{command}",
-                   help="output directory (%(default)s)")
+    p.add_argument(
+        "--out",
+        default=f"runs/{framework}seq" if command == "train" else f"runs/{command}",
+        help="output directory (%(default)s)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     if framework == "jax":
         p.add_argument(

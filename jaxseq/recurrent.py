@@ -25,7 +25,6 @@ from flax import nnx
 from jaxseq import kernels
 from jaxseq.nn import torch_uniform
 
-
 # PyTorch's `mode` strings, and the number of gate blocks each stacks in its weights:
 # LSTM i, f, g, o; GRU r, z, n; RNN one.
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from jaxseq import outputs
 from jaxseq.config import TrainConfig
-from jaxseq.errors import DataError, DivergenceError, Diverged, OptionError
+from jaxseq.errors import DataError, Diverged, DivergenceError, OptionError
 from jaxseq.options import from_args, resumed_config
 
 
@@ -173,4 +173,3 @@ def finish_predict(out: Path, batch, pred) -> None:
     outputs.write_text(out, outputs.predictions_csv(batch, pred))
     up_to = "" if batch.lengths is None else "up to "
     print(f"wrote {len(batch.x)} sequence(s) of {up_to}{batch.x.shape[1]} steps to {out}")
-

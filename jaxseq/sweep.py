@@ -18,8 +18,8 @@ from flax import nnx
 
 from jaxseq import devices
 from jaxseq.config import TrainConfig
-from jaxseq.task import data_key
 from jaxseq.optim import with_learning_rate
+from jaxseq.task import data_key
 from jaxseq.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args
 
 
@@ -132,9 +132,8 @@ def table(result: SweepResult) -> str:
     """Final loss by learning rate over the seeds that did not diverge (median and range), and how many did."""
     final_SxL = result.losses[:, :, -1]
     diverged_SxL = result.diverged_at > 0
-    lines = [
-        f"{'lr':>10} {'median final loss':>18} {'min':>11} {'max':>11} {'diverged':>9}  (over {len(result.seeds)} seeds)"
-    ]
+    header = f"{'lr':>10} {'median final loss':>18} {'min':>11} {'max':>11} {'diverged':>9}"
+    lines = [f"{header}  (over {len(result.seeds)} seeds)"]
     for j, lr in enumerate(result.lrs):
         f = final_SxL[~diverged_SxL[:, j], j]
         stats = [f"{v:.3e}" for v in (np.median(f), np.min(f), np.max(f))] if f.size else ["-"] * 3

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from functools import partial
 import os
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -276,10 +276,14 @@ def test_lstm_kernel_matches_autodiff_scan(with_lengths, bias):
     args = (weights, jnp.asarray(x), jnp.asarray(h0), jnp.asarray(c0))
     grads = jax.grad(partial(loss, kernel), argnums=(0, 1, 2, 3))(*args)
     expected = jax.grad(partial(loss, scan_reference), argnums=(0, 1, 2, 3))(*args)
-    for name, a, b in zip(("output", "h_n", "c_n"), jax.tree.leaves(kernel(*args)), jax.tree.leaves(scan_reference(*args)), strict=True):
+    for name, a, b in zip(
+        ("output", "h_n", "c_n"), jax.tree.leaves(kernel(*args)), jax.tree.leaves(scan_reference(*args)), strict=True
+    ):
         assert_close(f"{name}: kernel vs autodiff scan", a, b, atol=FORWARD_ATOL["float64"])
     for name in weights:
-        assert_close(f"grad {name}: kernel vs autodiff scan", grads[0][name], expected[0][name], atol=GRAD_ATOL["float64"])
+        assert_close(
+            f"grad {name}: kernel vs autodiff scan", grads[0][name], expected[0][name], atol=GRAD_ATOL["float64"]
+        )
     for name, a, b in zip(("input", "h0", "c0"), grads[1:], expected[1:], strict=True):
         assert_close(f"grad {name}: kernel vs autodiff scan", a, b, atol=GRAD_ATOL["float64"])
 

@@ -87,7 +87,11 @@ COMMANDS = {
         partial(add_run_arguments, framework="torch"),
         train_command,
     ),
-    "predict": ("write a trained model's predictions on the task (or --data) as CSV", add_predict_arguments, predict_command),
+    "predict": (
+        "write a trained model's predictions on the task (or --data) as CSV",
+        add_predict_arguments,
+        predict_command,
+    ),
 }
 
 

@@ -21,8 +21,9 @@ class Model(nn.Module):
     followed by `Model(...)` draws the same weights as the script.
     """
 
-    def __init__(self, arch: Architecture = Architecture()):
+    def __init__(self, arch: Architecture | None = None):
         super().__init__()
+        arch = Architecture() if arch is None else arch  # the seed's model by default
         if arch.cell not in LAYERS:
             raise ValueError(f"cell must be one of {', '.join(LAYERS)}; got {arch.cell!r}")
         self.cell = cell = arch.cell

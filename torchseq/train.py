@@ -11,11 +11,10 @@ from functools import partial
 import numpy as np
 import torch
 
-from jaxseq.config import TrainConfig
+from jaxseq.config import Architecture, TrainConfig
 from jaxseq.errors import CheckpointError, DivergenceError
-from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
-from jaxseq.config import Architecture
 from jaxseq.optim import torch_from_config
+from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
 from torchseq.model import Model, build, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -119,7 +118,7 @@ def train(
     batches = step_batches(config, (x_NxTxI, y_NxTxO, lengths_N), first)  # draws before the timer
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
-        for step, (x_BxTxI, y_BxTxO, lengths_B) in zip(range(first, config.steps), batches):
+        for step, (x_BxTxI, y_BxTxO, lengths_B) in zip(range(first, config.steps), batches, strict=False):
             if config.zero_grad:
                 optimizer.zero_grad()
             loss = sequence_loss(model(x_BxTxI, lengths_B), y_BxTxO, config.loss, lengths_B)
