@@ -12,7 +12,6 @@ Options: `jaxseq.options`; the run plumbing shared with `torchseq`: `jaxseq.runs
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -105,7 +104,9 @@ def compare_command(args: argparse.Namespace) -> int:
     with out_dir as out:
         c = compare.compare(config, inputs.data, progress=args.progress, weights=inputs.weights)
         compare.plot(out / "loss_curves.png", c, config)
-        outputs.write_text(out / "summary.json", json.dumps(compare.summary(c, config), indent=2, allow_nan=False) + "\n")
+        outputs.write_text(
+            out / "summary.json", json.dumps(compare.summary(c, config), indent=2, allow_nan=False) + "\n"
+        )
     print(compare.table(c, config))
     print(f"wrote {out}/")
     return 0
@@ -193,11 +194,44 @@ def sweep_command(args: argparse.Namespace) -> int:
         return 0
     with out_dir as out:
         sweep.plot(out / "sweep.png", result)
-        outputs.write_text(out / "summary.json", json.dumps(sweep.summary(result, config), indent=2, allow_nan=False) + "\n")
+        outputs.write_text(
+            out / "summary.json", json.dumps(sweep.summary(result, config), indent=2, allow_nan=False) + "\n"
+        )
     print(sweep.table(result))
     print(f"wrote {out}/")
     if (result.diverged_at > 0).all():
         raise Diverged(f"every one of the {result.diverged_at.size} models diverged (see {out}/summary.json)")
+    return 0
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "file",
+        metavar="FILE.py[:FUNCTION]",
+        help="a Python file whose FUNCTION (default make) returns dict(model=..., optimizer=..., batches=...) "
+        "and optionally loss, scheduler, clip_grad_norm, steps, jax_model (see jaxseq.parity.check)",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="optimizer steps (default: the dict's steps, else 100 for one batch, one per batch for a list)",
+    )
+    p.add_argument(
+        "--out", default="runs/check", metavar="DIR", help="where report.json and parity.png go (%(default)s)"
+    )
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from jaxseq import parity
+
+    report = parity.check_file(args.file, steps=args.steps)  # every input checked before --out is made
+    with outputs.new_run_dir(args.out) as out:
+        report.write(out)
+    print(report.table())
+    print(f"wrote {out}/")
+    if not report.ok:
+        raise Diverged(f"{args.file}: {report.problem} (see {out}/report.json)")
     return 0
 
 
@@ -212,9 +246,26 @@ COMMANDS = {
         partial(add_run_arguments, command="compare"),
         compare_command,
     ),
-    "sweep": ("train one model per seed and learning rate, all in one compiled program", add_sweep_arguments, sweep_command),
-    "predict": ("write a trained model's predictions on the task (or --data) as CSV", add_predict_arguments, predict_command),
-    "export": ("write a run's weights under PyTorch's names, as .safetensors or .pt", add_export_arguments, export_command),
+    "sweep": (
+        "train one model per seed and learning rate, all in one compiled program",
+        add_sweep_arguments,
+        sweep_command,
+    ),
+    "predict": (
+        "write a trained model's predictions on the task (or --data) as CSV",
+        add_predict_arguments,
+        predict_command,
+    ),
+    "export": (
+        "write a run's weights under PyTorch's names, as .safetensors or .pt",
+        add_export_arguments,
+        export_command,
+    ),
+    "check": (
+        "train your PyTorch model and its JAX version side by side, and report where they part",
+        add_check_arguments,
+        check_command,
+    ),
 }
 
 

@@ -64,6 +64,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxseq.config import OPTIMIZER_OPTIONS
@@ -1152,7 +1153,9 @@ def _fill_tree(tree, by_name: dict, key: str, count: int, r: Rule):
             if state:
                 raise ConversionError(f"{name}: the torch state has no {key!r} (optimizer {r.name}, step {count})")
             return leaf
-        value = state[key].detach().cpu().numpy()
+        # a copy: jnp.asarray of a tensor's NumPy view may share its memory on the CPU, and torch's
+        # optimizer updates its state in place (Adagrad's `sum` exists from construction on)
+        value = np.array(state[key].detach().cpu().numpy(), copy=True)
         if value.shape != leaf.shape:
             raise ConversionError(f"{name}: torch {key} has shape {value.shape}, the parameter {leaf.shape}")
         return jnp.asarray(value, leaf.dtype)
