@@ -6,6 +6,7 @@ arithmetic differs); every failure message names the tensor and the tolerance.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -74,16 +75,28 @@ def lstm_pair(input_size: int, hidden: int, dtype: str, seed: int = 0):
 
     torch.manual_seed(seed)
     t_lstm = torch.nn.LSTM(input_size, hidden, batch_first=True).to(getattr(torch, dtype))
-    j_lstm = jaxseq.LSTM(input_size, hidden, param_dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
+    j_lstm = jaxseq.LSTM(input_size, hidden, batch_first=True, param_dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0))
     for name, value in t_lstm.state_dict().items():  # the same names on both sides
         setattr(j_lstm, name, nnx.Param(jnp.asarray(value.numpy())))
     return t_lstm, j_lstm
 
 
-def assert_trajectories_close(c, dtype: str) -> None:
-    """A `jaxseq.compare.Comparison` within the trajectory tolerances: every loss, the final parameters."""
-    assert c.max_rel_loss_diff <= TRAJECTORY_LOSS_RTOL[dtype], f"loss curves differ by {c.max_rel_loss_diff:.3g}"
-    assert c.max_abs_param_diff <= TRAJECTORY_PARAM_ATOL[dtype], f"parameters differ by {c.max_abs_param_diff:.3g}"
+def assert_trajectories_close(losses, expected_losses, params: dict, expected_params: dict, dtype: str) -> None:
+    """Two runs from the same weights within the trajectory tolerances of `dtype`: the loss at every
+    step (relative), every final parameter (absolute; dicts of arrays with the same keys)."""
+    assert_close("loss at every step", losses, expected_losses, rtol=TRAJECTORY_LOSS_RTOL[dtype])
+    assert sorted(params) == sorted(expected_params), f"keys differ: {sorted(params)} vs {sorted(expected_params)}"
+    for key in expected_params:
+        assert_close(f"final {key}", params[key], expected_params[key], atol=TRAJECTORY_PARAM_ATOL[dtype])
+
+
+@functools.cache
+def compared(config):
+    """`jaxseq.compare.compare(config)`, run once per session: the tests that need the same
+    configuration's two runs (test_trajectories, test_compare) share them. Read it, never change it."""
+    from jaxseq.compare import compare
+
+    return compare(config)
 
 
 def exit_code(main, *args) -> int:
@@ -94,37 +107,18 @@ def exit_code(main, *args) -> int:
         return e.code
 
 
-def assert_one_line_error(capsys, code: int, message: str) -> None:
-    """A command failed (`code` != 0) with one line on stderr, holding `message`."""
+def assert_one_line_error(capsys, code: int, message: str, status: int | None = None) -> None:
+    """A command failed with exit status `code` (`status` where given, else any but 0) and one line
+    on stderr, holding `message`."""
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and message in err, err
+    assert status is None or code == status, f"exit status {code}, expected {status}: {err}"
 
 
 def simulated_devices_env(devices: int) -> dict:
     """The environment for a jaxseq process on `devices` simulated CPU devices (the CPU even where
     JAX would pick a GPU)."""
     return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-
-
-def whole_run_and_first_checkpoint(framework: str, config, run_dir):
-    """Trains `config` start to finish in "jax" or "torch", keeping the checkpoint it writes first
-    (after `config.checkpoint_every` steps; torch's in `run_dir`). Returns (the whole run's losses,
-    that checkpoint, ready for `train(config, resume=...)`)."""
-    every = config.checkpoint_every
-    if framework == "jax":
-        import jaxseq
-        from jaxseq import checkpoint
-
-        saved = {}
-        whole = jaxseq.train(config, on_checkpoint=lambda losses, leaves: saved.setdefault(len(losses), leaves))
-        return whole.losses, checkpoint.Checkpoint(config, whole.losses[:every], saved[every])
-    from torchseq.train import load_checkpoint, save_checkpoint, train
-
-    def keep_first(losses, model, optimizer):
-        if len(losses) == every:
-            save_checkpoint(run_dir, losses, model, optimizer, config=config)
-
-    return train(config, on_checkpoint=keep_first).losses, load_checkpoint(run_dir)
 
 
 def weighted_sum(result, weights, mode: str):

@@ -1,6 +1,9 @@
-"""Checkpoints survive SIGKILL, and resuming gives the uninterrupted run's history, byte for byte."""
+"""Checkpoints: a run resumed from one gives the uninterrupted run's history exactly, also after
+SIGKILL; a checkpoint that does not fit, or is damaged, is refused in one line."""
 
+import importlib
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,18 +12,88 @@ import time
 import numpy as np
 import pytest
 
+import jaxseq
+import torchseq
 from jaxseq import checkpoint
 from jaxseq import cli as jaxseq_cli
 from jaxseq.config import TrainConfig
-from parity_tests.helpers import whole_run_and_first_checkpoint
+from jaxseq.outputs import read_history
+from jaxseq.training import init_model
+from jaxseq.weights import save_weights
+from parity_tests.helpers import assert_one_line_error
 from torchseq import cli as torchseq_cli
+
+torchseq_train = importlib.import_module("torchseq.train")  # the module (`torchseq.train` is the function)
+
+MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
+FILES = {"jaxseq": checkpoint.FILE, "torchseq": torchseq_train.CHECKPOINT}
+
+
+def whole_run_keeping_first_checkpoint(prog: str, config: TrainConfig, run_dir) -> np.ndarray:
+    """Trains `config` start to finish in `prog` and returns its losses; leaves in `run_dir` only
+    the checkpoint it writes first (after `config.checkpoint_every` steps), as a run stopped there would."""
+
+    def first(losses) -> bool:
+        return len(losses) == config.checkpoint_every
+
+    if prog == "jaxseq":
+
+        def keep(losses, leaves):
+            if first(losses):
+                checkpoint.save(run_dir, checkpoint.Checkpoint(config, losses, leaves))
+
+        return jaxseq.train(config, on_checkpoint=keep).losses
+
+    def keep(losses, *state):  # state: the model, the optimizer, ... as save_checkpoint takes them
+        if first(losses):
+            torchseq_train.save_checkpoint(run_dir, losses, *state, config=config)
+
+    return torchseq.train(config, on_checkpoint=keep).losses
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(
+            TrainConfig(cell="rnn", layers=2, bidirectional=True, hidden=8, steps=60, chunk=50, checkpoint_every=20),
+            id="rnn-2-bi",
+        ),
+        pytest.param(
+            TrainConfig(task="windows", sequences=30, batch_size=4, hidden=6, steps=60, checkpoint_every=20),
+            id="windows-minibatches",  # the resumed run draws the minibatches the whole run drew
+        ),
+        pytest.param(
+            # a weights file made in the test's directory, and removed before the resume
+            TrainConfig(hidden=4, steps=20, checkpoint_every=10, init_from="start.safetensors"),
+            id="init-from-file-gone",
+        ),
+    ],
+)
+def test_resumed_run_equals_the_whole_run(prog, config, tmp_path, monkeypatch):
+    """`train --resume` from a run's first checkpoint writes the whole run's history, every loss
+    exactly. The checkpoint holds the weights: a file the run started from (--init-from) may be
+    gone. torchseq fetches jaxseq's minibatch draws 7 steps at a time here, so it resumes mid-block."""
+    monkeypatch.setattr(torchseq_train, "DRAWS", 7)
+    if config.init_from is not None:
+        start = tmp_path / config.init_from
+        save_weights(init_model(config.replace(init_from=None, seed=1)), start)
+        config = config.replace(init_from=str(start))
+    run = tmp_path / "run"
+    run.mkdir()
+    whole = whole_run_keeping_first_checkpoint(prog, config, run)
+    if config.init_from is not None:
+        start.unlink()
+    assert MAINS[prog](["train", "--resume", str(run), "--no-progress"]) == 0
+    resumed = read_history(run / "history.csv")
+    np.testing.assert_array_equal(resumed, whole, err_msg=f"{prog}: the resumed run's history vs the whole run's")
+
 
 # Sizes chosen so that each framework trains for a few seconds: long enough to be killed mid-run.
 RUNS = {
     "jaxseq": ["--steps", "4000", "--checkpoint-every", "200", "--hidden", "64"],
     "torchseq": ["--steps", "600", "--checkpoint-every", "50", "--hidden", "32"],
 }
-FILES = {"jaxseq": "checkpoint.npz", "torchseq": "checkpoint.pt"}
 
 
 def command(prog, *args):
@@ -65,89 +138,74 @@ def test_killed_and_resumed_run_matches_uninterrupted(prog, tmp_path):
     )
 
 
-def test_checkpoint_of_another_size_is_refused(tmp_path, capsys):
+FINISHED = ["--steps", "20", "--hidden", "4", "--checkpoint-every", "10", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """`finished_run(prog, to)`: a copy at `to` of a finished FINISHED run of `prog` (checkpoints at
+    steps 10 and 20), trained once for the module; returns `to`."""
+    made = {}
+
+    def copy(prog, to):
+        if prog not in made:
+            made[prog] = tmp_path_factory.mktemp("finished") / prog
+            assert MAINS[prog](["train", *FINISHED, "--out", str(made[prog])]) == 0
+        shutil.copytree(made[prog], to)
+        return to
+
+    return copy
+
+
+def test_checkpoint_holds_history_and_config(finished_run, tmp_path):
+    run = finished_run("jaxseq", tmp_path / "run")
+    saved = checkpoint.load(run)
+    assert saved.step == 20 and saved.config == TrainConfig(steps=20, hidden=4, checkpoint_every=10)
+    assert np.array_equal(read_history(run / "history.csv"), saved.losses)
+
+
+def test_checkpoint_of_another_size_is_refused(finished_run, tmp_path, capsys):
     """A checkpoint whose state does not fit the model its config describes: one line, exit 1."""
-    assert jaxseq_cli.main(["train", "--steps", "20", "--hidden", "8", "--checkpoint-every", "10",
-                            "--out", str(tmp_path), "--no-progress"]) == 0  # fmt: skip
-    saved = checkpoint.load(tmp_path)
-    checkpoint.save(tmp_path, checkpoint.Checkpoint(saved.config.replace(hidden=16), saved.losses, saved.leaves))
+    run = finished_run("jaxseq", tmp_path / "run")
+    saved = checkpoint.load(run)
+    checkpoint.save(run, checkpoint.Checkpoint(saved.config.replace(hidden=16), saved.losses, saved.leaves))
     capsys.readouterr()
-    assert jaxseq_cli.main(["train", "--resume", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "different model size" in err, err
+    assert_one_line_error(capsys, jaxseq_cli.main(["train", "--resume", str(run)]), "different model size", status=1)
+
+
+def test_torch_checkpoint_of_another_size_is_refused(finished_run, tmp_path, capsys):
+    import torch
+
+    small = finished_run("torchseq", tmp_path / "a")
+    large = tmp_path / "b"
+    six = ["--steps", "10", "--hidden", "6", "--checkpoint-every", "10", "--no-progress"]
+    assert torchseq_cli.main(["train", *six, "--out", str(large)]) == 0
+    state, other = (torch.load(d / FILES["torchseq"], weights_only=True) for d in (small, large))
+    state["model"] = other["model"]  # a hidden-6 model inside a hidden-4 run
+    torch.save(state, small / FILES["torchseq"])
+    capsys.readouterr()
+    code = torchseq_cli.main(["train", "--resume", str(small)])
+    assert_one_line_error(capsys, code, "hidden size 6 in a run of --hidden 4", status=1)
 
 
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
 @pytest.mark.parametrize("damage", ["truncated", "empty", "missing"])
-def test_damaged_checkpoint_is_one_line(prog, damage, tmp_path, capsys):
-    main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
-    common = ["--steps", "20", "--hidden", "4", "--checkpoint-every", "10", "--no-progress"]
-    assert main(["train", *common, "--out", str(tmp_path)]) == 0
-    path = tmp_path / FILES[prog]
+def test_damaged_checkpoint_is_one_line(finished_run, prog, damage, tmp_path, capsys):
+    run = finished_run(prog, tmp_path / "run")
+    path = run / FILES[prog]
     if damage == "missing":
         path.unlink()
     else:
         path.write_bytes(path.read_bytes()[: 200 if damage == "truncated" else 0])
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
     capsys.readouterr()
-    assert main(["train", "--resume", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err, err
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "a failed resume changed the run"
+    assert_one_line_error(capsys, MAINS[prog](["train", "--resume", str(run)]), str(path), status=1)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before, "a failed resume changed the run"
 
 
-def test_resume_refuses_conflicting_options(tmp_path, capsys):
-    assert jaxseq_cli.main(["train", "--steps", "20", "--hidden", "4", "--checkpoint-every", "10",
-                            "--out", str(tmp_path), "--no-progress"]) == 0  # fmt: skip
+def test_resume_refuses_conflicting_options(finished_run, tmp_path, capsys):
+    """An option error: exit 2, as argparse's."""
+    run = finished_run("jaxseq", tmp_path / "run")
     capsys.readouterr()
-    assert jaxseq_cli.main(["train", "--resume", str(tmp_path), "--hidden", "8"]) == 1
-    assert "--hidden 4; --hidden 8 conflicts" in capsys.readouterr().err
-
-
-def test_checkpoint_holds_history_and_config(tmp_path):
-    assert jaxseq_cli.main(["train", "--steps", "30", "--hidden", "4", "--checkpoint-every", "10",
-                            "--out", str(tmp_path), "--no-progress"]) == 0  # fmt: skip
-    saved = checkpoint.load(tmp_path)
-    assert saved.step == 30 and saved.config == TrainConfig(steps=30, hidden=4, checkpoint_every=10)
-    history = np.loadtxt(tmp_path / "history.csv", delimiter=",", skiprows=1)[:, 1]
-    assert np.array_equal(history, saved.losses)
-
-
-def test_torch_checkpoint_of_another_size_is_refused(tmp_path, capsys):
-    import torch
-
-    from torchseq.train import CHECKPOINT
-
-    common = ["--steps", "10", "--checkpoint-every", "10", "--no-progress"]
-    assert torchseq_cli.main(["train", *common, "--hidden", "4", "--out", str(tmp_path / "a")]) == 0
-    assert torchseq_cli.main(["train", *common, "--hidden", "6", "--out", str(tmp_path / "b")]) == 0
-    small, large = (torch.load(tmp_path / d / CHECKPOINT, weights_only=True) for d in "ab")
-    small["model"] = large["model"]  # a hidden-6 model inside a hidden-4 run
-    torch.save(small, tmp_path / "a" / CHECKPOINT)
-    capsys.readouterr()
-    assert torchseq_cli.main(["train", "--resume", str(tmp_path / "a")]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "hidden size 6 in a run of --hidden 4" in err, err
-
-
-@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
-def test_resume_needs_no_init_from_file(prog, tmp_path):
-    """A run started from --init-from resumes from its checkpoint's weights, even with the file gone,
-    and ends as the uninterrupted run does."""
-    main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
-    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--out", str(tmp_path / "w"),
-                            "--no-progress"]) == 0  # fmt: skip
-    weights = tmp_path / "weights.safetensors"
-    (tmp_path / "w" / "weights.safetensors").rename(weights)
-    config = TrainConfig(steps=20, hidden=4, checkpoint_every=10, init_from=str(weights))
-    whole, run = tmp_path / "whole", tmp_path / "run"
-    args = ["--steps", "20", "--hidden", "4", "--checkpoint-every", "10", "--init-from", str(weights)]
-    assert main(["train", *args, "--out", str(whole), "--no-progress"]) == 0
-    # The run as it stood at its first checkpoint (step 10), then the weights file removed.
-    run.mkdir()
-    _, first = whole_run_and_first_checkpoint("jax" if prog == "jaxseq" else "torch", config, run)
-    if prog == "jaxseq":
-        checkpoint.save(run, first)  # torch's is written there already
-    weights.unlink()
-    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
-    assert (run / "history.csv").read_bytes() == (whole / "history.csv").read_bytes()
+    code = jaxseq_cli.main(["train", "--resume", str(run), "--hidden", "8"])
+    assert_one_line_error(capsys, code, "--hidden 4; --hidden 8 conflicts", status=2)

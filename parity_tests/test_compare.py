@@ -1,16 +1,17 @@
-"""`jaxseq compare`: both frameworks from the same weights, and the original bug reproduced in both."""
+"""`jaxseq compare`: both frameworks from the same weights, and the original bug reproduced in both.
+
+The trajectories `compare` measures are checked, configuration by configuration, in test_trajectories.
+"""
 
 import json
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxseq import cli
-from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
 from jaxseq.training import accumulate_gradients
-from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, assert_close
+from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, assert_close, compared
 
 
 def test_accumulate_gradients_keeps_the_running_sum():
@@ -25,18 +26,9 @@ def test_accumulate_gradients_keeps_the_running_sum():
         assert_close(f"accumulated gradient after {k + 1} steps", updates["w"], total)
 
 
-@pytest.mark.parametrize("zero_grad", [True, False], ids=["fixed", "no_zero_grad"])
-def test_frameworks_agree(zero_grad):
-    config = TrainConfig(steps=300, hidden=20, zero_grad=zero_grad)
-    c = compare(config)
-    assert_close("loss history jax vs torch", c.jax.losses, c.torch.losses, rtol=TRAJECTORY_LOSS_RTOL["float64"])
-    assert c.max_rel_loss_diff < TRAJECTORY_LOSS_RTOL["float64"], c.max_rel_loss_diff
-    assert c.max_abs_param_diff < 1e-10, c.max_abs_param_diff
-
-
 def test_no_zero_grad_fails_in_both():
-    fixed = compare(TrainConfig(steps=1000))
-    broken = compare(TrainConfig(steps=1000, zero_grad=False))
+    fixed = compared(TrainConfig(steps=1000))  # a row of test_trajectories too: run once
+    broken = compared(TrainConfig(steps=1000, zero_grad=False))
     for name in ("jax", "torch"):
         f, b = getattr(fixed, name).losses[-1], getattr(broken, name).losses[-1]
         assert b > 100 * f, f"{name}: without zero_grad {b:.3g} is not far above the fixed run's {f:.3g}"

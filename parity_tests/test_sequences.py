@@ -1,7 +1,9 @@
 """Many sequences: the built-in generators, the masked loss, and minibatches drawn on the device.
 
 The minibatch of step k is `minibatch_indices(key, k)`: torchseq is handed the same draws, so
-the two frameworks must still follow the same trajectory (test_training's tolerances).
+the two frameworks still follow the same trajectory (rows of test_trajectories), a resumed run
+draws what the whole run drew (test_checkpoint), and a sweep's models what each draws alone
+(test_sweep).
 """
 
 import importlib
@@ -17,21 +19,17 @@ import torch
 
 import jaxseq
 from jaxseq import cli
-from jaxseq.compare import compare
 from jaxseq.config import TrainConfig
-from jaxseq.sweep import sweep
+from jaxseq.errors import OptionError
 from jaxseq.task import data_key, generate, load_sequences, minibatch_indices, minibatches
 from jaxseq.training import init_model, sequence_loss
 from parity_tests.helpers import (
     DATA_ATOL,
     LOSS_RTOL,
     PADDING_ATOL,
-    SWEEP_LOSS_RTOL,
     assert_close,
     assert_one_line_error,
-    assert_trajectories_close,
     exit_code,
-    whole_run_and_first_checkpoint,
 )
 
 torchseq_train = importlib.import_module("torchseq.train")  # the module (`torchseq.train` is the function)
@@ -104,23 +102,6 @@ def test_minibatch_draws_do_not_depend_on_x64():
     assert json.loads(proc.stdout) == minibatches(3, 50, 4, start=10, block=3).tolist()
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [
-        dict(task="windows", cell="lstm"),
-        dict(task="windows", cell="gru", bidirectional=True),  # the reverse direction needs the lengths
-        dict(task="sine", cell="lstm", layers=2),
-        dict(task="running-sum", cell="rnn", loss="mean"),
-    ],
-    ids=["windows-lstm", "windows-gru-bi", "sine-lstm-2", "running-sum-rnn"],
-)
-def test_minibatch_trajectory_matches_torch(changes):
-    config = TrainConfig(sequences=40, batch_size=8, hidden=8, steps=100, chunk=30, **changes)
-    c = compare(config)
-    assert_trajectories_close(c, "float64")
-    assert len(set(np.round(c.jax.losses, 12))) > 90, "every step should see another minibatch"
-
-
 def test_bidirectional_output_ignores_padding():
     """With lengths, a bidirectional model's valid outputs do not change when the padding does."""
     config = TrainConfig(task="windows", sequences=6, cell="lstm", bidirectional=True, hidden=5)
@@ -131,26 +112,6 @@ def test_bidirectional_output_ignores_padding():
     a, b = np.asarray(model(data.x, data.lengths)), np.asarray(model(noisy, data.lengths))
     valid = np.arange(21)[None, :] < data.lengths[:, None]
     assert_close("valid outputs", a[valid], b[valid], atol=PADDING_ATOL)
-
-
-def test_minibatch_run_resumes_exactly(tmp_path, monkeypatch):
-    """Both trainers, resumed at step 20, draw the minibatches the whole run drew (torchseq's draws
-    fetched 7 steps at a time here, so the resumed run starts mid-block)."""
-    config = TrainConfig(task="windows", sequences=30, batch_size=4, hidden=6, steps=60, checkpoint_every=20)
-    whole, first = whole_run_and_first_checkpoint("jax", config, tmp_path)
-    np.testing.assert_array_equal(jaxseq.train(config, resume=first).losses, whole)
-
-    monkeypatch.setattr(torchseq_train, "DRAWS", 7)
-    whole, first = whole_run_and_first_checkpoint("torch", config, tmp_path)
-    np.testing.assert_array_equal(torchseq_train.train(config, resume=first).losses, whole)
-
-
-def test_sweep_with_minibatches_equals_train_alone():
-    config = TrainConfig(task="sine", sequences=20, batch_size=5, hidden=8, steps=40, chunk=20)
-    result = sweep(config, [0, 1], [1e-2])
-    for i, seed in enumerate([0, 1]):
-        alone = jaxseq.train(config.replace(seed=seed, lr=1e-2)).losses
-        assert_close(f"sweep seed {seed}", result.losses[i, 0], alone, rtol=SWEEP_LOSS_RTOL)
 
 
 def test_padded_csv_through_the_command_line(tmp_path):
@@ -172,9 +133,9 @@ def test_padded_csv_through_the_command_line(tmp_path):
 
 
 def test_batch_size_larger_than_the_data_is_refused():
-    with pytest.raises(ValueError, match="--batch-size 9 is more than the 8 sequence"):
+    with pytest.raises(OptionError, match="--batch-size 9 is more than the 8 sequence"):
         load_sequences(TrainConfig(task="sine", sequences=8, batch_size=9))
-    with pytest.raises(ValueError, match="--batch-size 2 is more than the 1 sequence"):
+    with pytest.raises(OptionError, match="--batch-size 2 is more than the 1 sequence"):
         jaxseq.train(TrainConfig(batch_size=2, steps=1))
 
 
@@ -191,8 +152,9 @@ def test_batch_size_larger_than_the_data_is_refused():
     ],
 )
 def test_bad_data_options(tmp_path, capsys, command, args, message):
-    """One line on stderr, a non-zero exit, and no output written."""
-    assert_one_line_error(capsys, exit_code(cli.main, command, *args, "--out", str(tmp_path / "x")), message)
+    """One line on stderr, exit status 2, and no output written."""
+    code = exit_code(cli.main, command, *args, "--out", str(tmp_path / "x"))
+    assert_one_line_error(capsys, code, message, status=2)  # an option error, as argparse's
     assert not (tmp_path / "x").exists()
 
 

@@ -19,13 +19,27 @@ from parity_tests.helpers import (
     simulated_devices_env,
 )
 
+SEED_TASK = dict(hidden=16, steps=150, chunk=50)  # the seed script's one sequence, a 16-unit LSTM
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_each_model_is_its_own_train_run(optimizer):
-    config = TrainConfig(steps=150, hidden=16, optimizer=optimizer, chunk=50)
-    seeds, lrs = [0, 5], [1e-3, 1e-2]
+
+@pytest.mark.parametrize(
+    "config,seeds,lrs",
+    [
+        pytest.param(TrainConfig(optimizer="adam", **SEED_TASK), [0, 5], [1e-3, 1e-2], id="seed-adam"),
+        pytest.param(TrainConfig(optimizer="sgd", **SEED_TASK), [0, 5], [1e-3, 1e-2], id="seed-sgd"),
+        pytest.param(TrainConfig(cell="gru", layers=2, hidden=8, steps=60, chunk=30), [0, 1], [1e-3, 1e-2], id="gru-2"),
+        pytest.param(
+            TrainConfig(task="sine", sequences=20, batch_size=5, hidden=8, steps=40, chunk=20),
+            [0, 1],
+            [1e-2],
+            id="sine-minibatches",  # every model of the sweep draws the minibatches its run draws alone
+        ),
+    ],
+)
+def test_each_model_is_its_own_train_run(config, seeds, lrs):
+    """Every (seed, lr) model of the sweep follows the loss curve `jaxseq.train` gives it alone."""
     result = sweep(config, seeds, lrs)
-    assert result.losses.shape == (2, 2, 150)
+    assert result.losses.shape == (len(seeds), len(lrs), config.steps)
     for i, seed in enumerate(seeds):
         for j, lr in enumerate(lrs):
             alone = jaxseq.train(config.replace(seed=seed, lr=lr)).losses
@@ -65,5 +79,6 @@ def test_sharded_over_simulated_devices_equals_one_device(tmp_path):
     ],
 )
 def test_bad_sweep_options(tmp_path, capsys, args, message):
-    assert_one_line_error(capsys, exit_code(cli.main, "sweep", *args, "--out", str(tmp_path / "never")), message)
+    code = exit_code(cli.main, "sweep", *args, "--out", str(tmp_path / "never"))
+    assert_one_line_error(capsys, code, message, status=2)  # an option error, as argparse's
     assert not (tmp_path / "never").exists()
