@@ -3,22 +3,25 @@
 #
 #     bash benchmarks/gpu.sh OUT_DIR tests     # the parity suite (at most about 5 minutes)
 #     bash benchmarks/gpu.sh OUT_DIR bench     # matrix.py --quick and seed.py (about 6 minutes)
-#     bash benchmarks/gpu.sh OUT_DIR           # both, one after the other
+#     bash benchmarks/gpu.sh OUT_DIR peers     # peers.py at the seed's size and batch 64 (at most 5 minutes)
+#     bash benchmarks/gpu.sh OUT_DIR           # all three, one after the other
 #
-# On a machine lent for 10-minute commands, run the two halves as two calls, one after the other.
+# On a machine lent for 10-minute commands, run the three parts as three calls, one after the other.
 # For a machine whose JAX sees a GPU and which already has jaxseq's dependencies (jax with CUDA,
 # flax, optax, torch, pytest, ...): nothing is installed, the checkout is used in place through
 # PYTHONPATH. TF32 is off in both frameworks (parity_tests/conftest.py). torchseq runs on the CPU,
 # so the benchmark ratios there are jaxseq on the GPU against PyTorch on that machine's CPU cores.
 # Writes into OUT_DIR: log.txt (versions, devices, each step's output), tests.txt (pytest's output,
 # its summary listing every failure) and the results gpu-matrix.{md,json} (or .partial.* if the
-# matrix was cut short) and gpu-seed.{md,json}. Each step has a time limit, and a failing step
-# does not stop the ones after it. Exit status: the number of steps that failed; 100 if JAX sees no
-# GPU (ALLOW_CPU=1 runs the script anyway, to try it); 2 for bad arguments.
+# matrix was cut short), gpu-seed.{md,json} and gpu-peers*.{md,json} (jaxseq on the GPU against
+# stock Flax and a plain scan on the GPU, and torch eager and torch.compile on the CPU). Each step
+# has a time limit, and a failing step does not stop the ones after it. Exit status: the number of
+# steps that failed; 100 if JAX sees no GPU (ALLOW_CPU=1 runs the script anyway, to try it); 2 for
+# bad arguments.
 set -uo pipefail
 part=${2:-all}
-if [ $# -lt 1 ] || [ $# -gt 2 ] || [[ ! $part =~ ^(all|tests|bench)$ ]]; then
-    echo "usage: bash benchmarks/gpu.sh OUT_DIR [tests|bench]" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [[ ! $part =~ ^(all|tests|bench|peers)$ ]]; then
+    echo "usage: bash benchmarks/gpu.sh OUT_DIR [tests|bench|peers]" >&2
     exit 2
 fi
 mkdir -p "$1" && out=$(CDPATH='' cd -- "$1" && pwd) || exit 2
@@ -54,17 +57,23 @@ run_tests() { # the parity suite, spread over 8 processes (2 threads each) where
     fi
 }
 
-bench() { # bench SECONDS NAME COMMAND...: a benchmark writing benchmarks/results/NAME.*, copied to OUT_DIR
+bench() { # bench SECONDS NAME COMMAND...: a benchmark writing benchmarks/results/NAME.* (peers.py also
+    # NAME-PEER.*), copied to OUT_DIR
     local limit=$1 name=$2
     shift 2
-    rm -f "benchmarks/results/$name".* "$out/$name".*
+    rm -f "benchmarks/results/$name".* "benchmarks/results/$name"-*.* "$out/$name".* "$out/$name"-*.*
     step "$limit" "$name" /dev/null "$@"
-    cp benchmarks/results/"$name".* "$out/" 2>/dev/null
+    cp benchmarks/results/"$name".* benchmarks/results/"$name"-*.* "$out/" 2>/dev/null
 }
 
 run_bench() {
     bench 200 gpu-matrix "$python" benchmarks/matrix.py --quick --name gpu-matrix
     bench 150 gpu-seed "$python" benchmarks/seed.py --repeats 3 --cli-runs 1 --name gpu-seed
+}
+
+run_peers() { # 4 cells; each table rewritten after every cell, so a run cut short keeps what it measured
+    bench 280 gpu-peers "$python" benchmarks/peers.py --cells seed,batch64 --repeats 3 --seconds 0.5 \
+        --compile-limit 60 --name gpu-peers
 }
 
 {
@@ -79,7 +88,11 @@ if [ "$backend" != gpu ] && [ "${ALLOW_CPU:-0}" != 1 ]; then
     echo "gpu.sh: JAX's default backend here is '$backend', not gpu (ALLOW_CPU=1 runs anyway)" | tee -a "$log" >&2
     exit 100
 fi
-[ "$part" = bench ] || run_tests
-[ "$part" = tests ] || run_bench
+case $part in
+    all) run_tests; run_bench; run_peers ;;
+    tests) run_tests ;;
+    bench) run_bench ;;
+    peers) run_peers ;;
+esac
 echo "== finished ($(date -u +%H:%M:%S)): $failed step(s) failed" | tee -a "$log"
 exit "$failed"

@@ -482,11 +482,35 @@ def check(
       OptionError for arguments that cannot work (with the reason), ConversionError for a model,
       optimizer or scheduler that does not convert (naming the op, layer or key).
     """
-    import torch
-
-    from jaxseq import convert, optim
     from jaxseq.model import enable_dtype
-    from jaxseq.nn import set_training
+
+    named = _check_arguments(model, optimizer, loss, jax_model)
+    dtype = _dtype_of(model)
+    enable_dtype(jnp.dtype(dtype))
+    jax_model = _jax_side(model, jax_model)
+    # the torch names of what is compared after every step: parameters, then floating buffers
+    buffers = [k for k, t in model.state_dict().items() if t.is_floating_point() and k not in named]
+    names = (*named, *buffers)
+    trained = {name for name in named if isinstance(_walk(jax_model, name), nnx.Param)}
+    run = _train_both(model, jax_model, batches, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained)
+    state_dict = model.state_dict()
+    return ParityReport(
+        model=type(model).__name__,
+        setup=_describe(optimizer, scheduler, clip_grad_norm, loss),
+        dtype=dtype,
+        tolerances=TOLERANCES[dtype],
+        names=names,
+        parameters=len(named),
+        untrained=tuple(name for name in named if name not in trained),
+        shapes={name: tuple(state_dict[name].shape) for name in names},
+        jax_model=jax_model,
+        **run,
+    )
+
+
+def _check_arguments(model, optimizer, loss, jax_model) -> dict:
+    """The model's named parameters, once the arguments are checked (OptionError naming the first wrong one)."""
+    import torch
 
     if not isinstance(model, torch.nn.Module):
         raise OptionError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -500,12 +524,14 @@ def check(
     frozen = [name for name, p in named.items() if not p.requires_grad]
     if frozen:
         raise OptionError(f"parameter `{frozen[0]}` has requires_grad=False, which check does not support")
-    dtype = _dtype_of(model)
-    enable_dtype(jnp.dtype(dtype))
-    device = next(iter(named.values())).device if named else torch.device("cpu")
-    schedule, steps = _schedule(batches, steps, loss)
-    torch_batches = [_to_torch(b, device) for b in schedule]
-    numpy_batches = [_flatten(_to_numpy(b)) for b in schedule]
+    return named
+
+
+def _jax_side(model, jax_model):
+    """`jax_model` holding the torch model's weights (converted with `jaxseq.from_torch` when None),
+    in its mode; refuses training-mode dropout."""
+    from jaxseq import convert
+    from jaxseq.nn import set_training
 
     dropout = _active_dropout(model)
     if jax_model is None:
@@ -519,14 +545,15 @@ def check(
             f"the model is in training mode with dropout ({dropout}): torch and JAX draw different masks, so they "
             "cannot agree step for step; call model.eval() or set the dropout to 0"
         )
+    return jax_model
 
-    # the torch names of what is compared after every step: parameters, then floating buffers
-    buffers = [k for k, t in model.state_dict().items() if t.is_floating_point() and k not in named]
-    names = (*named, *buffers)
-    where = _paths(jax_model, names)
-    trained = {name for name in named if isinstance(_walk(jax_model, name), nnx.Param)}
 
-    # the JAX optimizer, from the torch one before torch steps
+def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss):
+    """(the jitted JAX step, its state (params, other variables, optimizer state)): the optimizer
+    converted from the torch one, before torch takes a step."""
+    from jaxseq import optim
+
+    named = dict(model.named_parameters())
     groups = optimizer.param_groups
     in_groups = {id(p) for g in groups for p in g["params"]}
     names_needed = len(groups) > 1 or in_groups != {id(p) for p in named.values()} or bool(optimizer.state)
@@ -535,7 +562,21 @@ def check(
     graphdef, params, rest = nnx.split(jax_model, nnx.Param, ...)
     opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model)
     step_fn = jax.jit(functools.partial(train_step, graphdef, tx, loss), static_argnums=0)
-    state = (params, rest, opt_state)
+    return step_fn, (params, rest, opt_state)
+
+
+def _train_both(model, jax_model, batches, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained) -> dict:
+    """Both trainings, step by step, and the differences after each: the ParityReport's run fields."""
+    import torch
+
+    named = dict(model.named_parameters())
+    device = next(iter(named.values())).device if named else torch.device("cpu")
+    schedule, steps = _schedule(batches, steps, loss)
+    torch_batches = [_to_torch(b, device) for b in schedule]
+    numpy_batches = [_flatten(_to_numpy(b)) for b in schedule]
+    where = _paths(jax_model, names)
+
+    step_fn, state = _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss)
 
     torch_losses, jax_losses, diffs = [], [], []
     torch_seconds, jax_seconds = [], []
@@ -574,16 +615,7 @@ def check(
             diffs.append(_tensor_diffs(model, state, names, where))
 
     nnx.update(jax_model, state[0], state[1])
-    state_dict = model.state_dict()
-    return ParityReport(
-        model=type(model).__name__,
-        setup=_describe(optimizer, scheduler, clip_grad_norm, loss),
-        dtype=dtype,
-        tolerances=TOLERANCES[dtype],
-        names=names,
-        parameters=len(named),
-        untrained=tuple(name for name in named if name not in trained),
-        shapes={name: tuple(state_dict[name].shape) for name in names},
+    return dict(
         output_diffs=output_diffs,
         grad_diffs=grad_diffs,
         torch_losses=np.array(torch_losses),
@@ -592,7 +624,6 @@ def check(
         torch_steps_per_second=_rate(torch_seconds),
         jax_steps_per_second=_rate(jax_seconds),
         jax_first_step_seconds=jax_seconds[0],
-        jax_model=jax_model,
     )
 
 

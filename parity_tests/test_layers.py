@@ -239,19 +239,24 @@ def test_lengths_all_full_equals_no_lengths():
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-def test_lstm_kernel_matches_autodiff_scan(with_lengths, bias):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])  # float32 with H=5: the transposed-W_hh layout
+def test_lstm_kernel_matches_autodiff_scan(with_lengths, bias, dtype):
     """The hand-written LSTM kernel (jaxseq.kernels) against autodiff through a plain `lax.scan` of
     `recurrent.cell` that carries the state through padding: outputs and every gradient."""
     from jaxseq import recurrent
 
     rng = np.random.default_rng(0)
     T, B, I, H = 9, 3, 2, 5
-    weights = {"weight_ih": rng.normal(size=(4 * H, I)), "weight_hh": rng.normal(size=(4 * H, H)) / 2}
+
+    def draw(*shape, scale=1.0):
+        return (rng.normal(size=shape) * scale).astype(dtype)
+
+    weights = {"weight_ih": draw(4 * H, I), "weight_hh": draw(4 * H, H, scale=0.5)}
     if bias:
-        weights |= {"bias_ih": rng.normal(size=4 * H), "bias_hh": rng.normal(size=4 * H)}
-    x, h0, c0 = rng.normal(size=(T, B, I)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+        weights |= {"bias_ih": draw(4 * H), "bias_hh": draw(4 * H)}
+    x, h0, c0 = draw(T, B, I), draw(B, H), draw(B, H)
     lengths = jnp.array([9, 4, 1]) if with_lengths else None
-    w_out, w_h, w_c = rng.normal(size=(T, B, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+    w_out, w_h, w_c = draw(T, B, H), draw(B, H), draw(B, H)
 
     def scan_reference(weights, x, h0, c0):
         valid_TxB = jnp.arange(T)[:, None] < (jnp.full(B, T) if lengths is None else lengths)[None, :]
@@ -279,13 +284,13 @@ def test_lstm_kernel_matches_autodiff_scan(with_lengths, bias):
     for name, a, b in zip(
         ("output", "h_n", "c_n"), jax.tree.leaves(kernel(*args)), jax.tree.leaves(scan_reference(*args)), strict=True
     ):
-        assert_close(f"{name}: kernel vs autodiff scan", a, b, atol=FORWARD_ATOL["float64"])
+        assert_close(f"{name}: kernel vs autodiff scan", a, b, atol=FORWARD_ATOL[dtype])
     for name in weights:
         assert_close(
-            f"grad {name}: kernel vs autodiff scan", grads[0][name], expected[0][name], atol=GRAD_ATOL["float64"]
+            f"grad {name}: kernel vs autodiff scan", grads[0][name], expected[0][name], atol=GRAD_ATOL[dtype]
         )
     for name, a, b in zip(("input", "h0", "c0"), grads[1:], expected[1:], strict=True):
-        assert_close(f"grad {name}: kernel vs autodiff scan", a, b, atol=GRAD_ATOL["float64"])
+        assert_close(f"grad {name}: kernel vs autodiff scan", a, b, atol=GRAD_ATOL[dtype])
 
 
 # --- dropout ---------------------------------------------------------------------------------

@@ -56,3 +56,19 @@ def test_cli_without_torch(tmp_path):
     proc = run_without_torch(code, "train", "--init-from-torch", "0", "--out", str(tmp_path / "x"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and "--init-from-torch needs PyTorch" in proc.stderr, proc.stderr
+
+
+def test_torch_commands_without_torch_say_how_to_install(tmp_path):
+    """`torchseq train` and `jaxseq export --format pt` in a JAX-only install: one line naming the extra."""
+    for module, args in (
+        ("torchseq.cli", ["train", "--steps", "5", "--out", str(tmp_path / "t")]),
+        ("jaxseq.cli", ["export", str(tmp_path), "--format", "pt", "--to", str(tmp_path / "w.pt")]),
+    ):
+        code = f"""
+            import sys
+            from {module} import main
+            sys.exit(main(sys.argv[1:]))
+            """
+        proc = run_without_torch(code, *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "pip install 'jaxseq[torch]'" in proc.stderr, proc.stderr

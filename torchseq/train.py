@@ -103,18 +103,7 @@ def train(
         model = init_model(start, x_NxTxI.shape[-1], y_NxTxO.shape[-1])
     optimizer, scheduler = torch_from_config(config, model.parameters())
     losses = np.empty(config.steps)
-    first = 0
-    if resume is not None:
-        from jaxseq.weights import check_weights_fit
-
-        sizes = dict(input_size=x_NxTxI.shape[-1], output_size=y_NxTxO.shape[-1])
-        check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
-        model.load_state_dict(resume.model)
-        optimizer.load_state_dict(resume.optimizer)
-        if scheduler is not None:
-            scheduler.load_state_dict(resume.scheduler)
-        first = len(resume.losses)
-        losses[:first] = resume.losses
+    first = 0 if resume is None else _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTxO)
     batches = step_batches(config, (x_NxTxI, y_NxTxO, lengths_N), first)  # draws before the timer
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
@@ -139,6 +128,20 @@ def train(
             if on_checkpoint is not None and config.checkpoint_due(step + 1):
                 on_checkpoint(losses[: step + 1], model, optimizer, scheduler)
     return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
+
+
+def _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTxO) -> int:
+    """Loads a checkpoint into the model, optimizer, scheduler and history; returns the steps it holds."""
+    from jaxseq.weights import check_weights_fit
+
+    sizes = dict(input_size=x_NxTxI.shape[-1], output_size=y_NxTxO.shape[-1])
+    check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
+    model.load_state_dict(resume.model)
+    optimizer.load_state_dict(resume.optimizer)
+    if scheduler is not None:
+        scheduler.load_state_dict(resume.scheduler)
+    losses[: len(resume.losses)] = resume.losses
+    return len(resume.losses)
 
 
 def step_batches(config: TrainConfig, data, first: int):
