@@ -11,7 +11,7 @@ BLOCK_TORCH = textwrap.dedent(
     class BlockTorch:
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
-                raise ImportError("No module named 'torch' (blocked by the test)")
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
 
     sys.meta_path.insert(0, BlockTorch())
     """

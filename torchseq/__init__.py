@@ -1,30 +1,24 @@
 """torchseq: the PyTorch reference, the seed question's fixed script made into a trainer.
 
-The public names load on first use, so `torchseq.cli` starts (and says how to install PyTorch)
-where torch is missing.
+Without PyTorch the package still imports (empty), so that `torchseq` (the command) starts and
+says how to install it.
 """
 
-import importlib
+try:
+    from torchseq.model import Model, build, build_model, from_state_dict, load_model
+    from torchseq.train import TorchResult, make_optimizer, sequence_loss, train
+except ImportError as e:  # only a missing torch; any other import error is a bug and is raised
+    if not (e.name == "torch" or (e.name or "").startswith("torch.")):
+        raise
 
-_EXPORTS = {
-    "Model": "torchseq.model",
-    "build": "torchseq.model",
-    "build_model": "torchseq.model",
-    "from_state_dict": "torchseq.model",
-    "load_model": "torchseq.model",
-    "TorchResult": "torchseq.train",
-    "make_optimizer": "torchseq.train",
-    "sequence_loss": "torchseq.train",
-    "train": "torchseq.train",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'torchseq' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__all__ = [
+    "Model",
+    "TorchResult",
+    "build",
+    "build_model",
+    "from_state_dict",
+    "load_model",
+    "make_optimizer",
+    "sequence_loss",
+    "train",
+]
