@@ -148,12 +148,17 @@ def table(result: SweepResult) -> str:
     return "\n".join(lines)
 
 
+PLOT_CEILING = 1e30  # losses above it are left out of the plot, as the non-finite ones are
+
+
 def plot(path, result: SweepResult) -> None:
     """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range.
-    A diverged model counts up to its last finite step; a cell where every model diverged is blank."""
+    A diverged model counts up to its last finite step (and below PLOT_CEILING); a cell where
+    every model diverged is blank."""
     from jaxseq.outputs import pyplot, save_figure
 
-    finite_SxLxN = np.where(np.isfinite(result.losses), result.losses, np.nan)
+    # past 1e30 a diverging loss is on its way to overflow; a log axis cannot draw it either
+    finite_SxLxN = np.where(np.isfinite(result.losses) & (np.abs(result.losses) < PLOT_CEILING), result.losses, np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: every seed diverged there
         median_LxN = np.nanmedian(finite_SxLxN, axis=0)

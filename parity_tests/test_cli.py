@@ -155,3 +155,16 @@ def test_same_command_twice_is_bit_identical(prog, tmp_path):
         assert proc.returncode == 0, proc.stderr
         histories.append((out / "history.csv").read_bytes())
     assert histories[0] == histories[1], f"{prog}: two runs of the same command differ"
+
+
+def test_files_get_the_users_permissions(tmp_path):
+    """A run's files get what the umask gives any new file (they are written aside, then renamed)."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(tmp_path)]) == 0
+    finally:
+        os.umask(umask)
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, f"{path.name}: mode {oct(path.stat().st_mode & 0o777)}"

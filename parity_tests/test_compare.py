@@ -56,3 +56,13 @@ def test_compare_on_user_data(tmp_path, capsys):
     assert cli.main(["compare", *args, "--out", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["max_rel_loss_diff"] < TRAJECTORY_LOSS_RTOL["float64"], summary["max_rel_loss_diff"]
+
+
+def test_failed_compare_leaves_no_directory(tmp_path, capsys):
+    """A comparison that diverges (SGD at lr 100) says so in one line and leaves no --out behind."""
+    out = tmp_path / "never"
+    args = ["compare", "--optimizer", "sgd", "--lr", "100", "--steps", "60", "--hidden", "4", "--no-progress"]
+    assert cli.main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loss is" in err, err
+    assert not out.exists(), "a failed compare left its output directory"

@@ -82,3 +82,20 @@ def test_bad_sweep_options(tmp_path, capsys, args, message):
     code = exit_code(cli.main, "sweep", *args, "--out", str(tmp_path / "never"))
     assert_one_line_error(capsys, code, message, status=2)  # an option error, as argparse's
     assert not (tmp_path / "never").exists()
+
+
+def test_diverged_models_are_recorded(tmp_path, capsys):
+    """SGD at lr 100 diverges, lr 0.01 does not: the sweep goes on, summary.json is strict JSON with
+    null and the step for the diverged model, the table counts it, and only an all-diverged sweep
+    exits 1 (one line)."""
+    common = ["sweep", "--optimizer", "sgd", "--steps", "60", "--seeds", "1", "--hidden", "4", "--no-progress"]
+    assert cli.main([*common, "--lr", "100,0.01", "--out", str(tmp_path / "some")]) == 0
+    summary = json.loads((tmp_path / "some" / "summary.json").read_text(), parse_constant=pytest.fail)
+    diverged, fine = summary["runs"]
+    assert diverged["final_loss"] is None and 1 < diverged["diverged_at_step"] <= 60, diverged
+    assert fine["diverged_at_step"] is None and np.isfinite(fine["final_loss"]), fine
+    assert summary["diverged"] == 1 and (tmp_path / "some" / "sweep.png").stat().st_size > 0
+    assert f"1 (from step {diverged['diverged_at_step']})" in capsys.readouterr().out
+
+    assert cli.main([*common, "--lr", "100", "--out", str(tmp_path / "all")]) == 1
+    assert_one_line_error(capsys, 1, "every one of the 1 models diverged", status=1)
