@@ -83,16 +83,15 @@ def check_leaves(leaves: list[np.ndarray], template: list, source) -> None:
 
 
 def _template(config: TrainConfig, data):
-    """(the run's TrainState as jaxseq builds it, its optax transformation, the model's graphdef)."""
+    """(the run's TrainState as jaxseq builds it, the model's graphdef): the checkpoint's leaves' layout."""
     from flax import nnx
 
     from jaxseq.training import TrainState, init_model, prepare
 
-    data, tx = prepare(config.replace(init_from=None, init_from_torch=None), data)
-    graphdef, params = nnx.split(
-        init_model(config.replace(init_from=None, init_from_torch=None), data.x.shape[-1], data.y.shape[-1])
-    )
-    return TrainState(params, tx.init(params)), tx, graphdef
+    fresh = config.replace(init_from=None, init_from_torch=None)  # the weights come from the checkpoint
+    data, tx = prepare(fresh, data)
+    graphdef, params = nnx.split(init_model(fresh, data.x.shape[-1], data.y.shape[-1]))
+    return TrainState(params, tx.init(params)), graphdef
 
 
 def to_torch(run_dir, out_dir, data) -> Path:
@@ -109,13 +108,13 @@ def to_torch(run_dir, out_dir, data) -> Path:
 
     saved = load(run_dir)
     config = saved.config
-    template, _, graphdef = _template(config, data)
+    _accumulated_state_unsupported(config)
+    template, graphdef = _template(config, data)
     leaves, treedef = jax.tree.flatten(template)
     check_leaves(saved.leaves, leaves, run_dir)
     state = jax.tree.unflatten(treedef, list(saved.leaves))
     t_model = from_state_dict(to_torch_state_dict(nnx.merge(graphdef, state.params)))
     optimizer, scheduler = optim.torch_from_config(config, t_model.parameters())
-    _accumulated_state_unsupported(config)
     optim.state_to_torch(state.opt_state, optimizer, scheduler, model=t_model)
     out = outputs.prepare_out_dir(out_dir)
     save_checkpoint(out, saved.losses, t_model, optimizer, scheduler, config=config)
@@ -131,21 +130,20 @@ def from_torch(run_dir, out_dir) -> Path:
 
     from jaxseq import optim, outputs
     from jaxseq.convert import from_torch as model_from_torch
+    from jaxseq.training import TrainState
     from torchseq.model import from_state_dict
-    from torchseq.train import load_checkpoint, torch_from_config
+    from torchseq.train import load_checkpoint
 
     saved = load_checkpoint(run_dir)
     config = saved.config
     _accumulated_state_unsupported(config)
     t_model = from_state_dict({k: v.numpy() for k, v in saved.model.items()})
-    optimizer, scheduler = torch_from_config(config, t_model.parameters())
+    optimizer, scheduler = optim.torch_from_config(config, t_model.parameters())
     optimizer.load_state_dict(saved.optimizer)
     if scheduler is not None:
         scheduler.load_state_dict(saved.scheduler)
     _, params = nnx.split(model_from_torch(t_model))
     opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=t_model, step=len(saved.losses))
-    from jaxseq.training import TrainState
-
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(TrainState(params, opt_state))]
     out = outputs.prepare_out_dir(out_dir)
     save(out, Checkpoint(config, saved.losses, leaves))

@@ -6,6 +6,7 @@ it with `from_torch`, trains both, and measures how far the two runs drift apart
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,6 @@ def compare(config: TrainConfig, batch=None, *, progress: bool = False, weights=
 
 def summary(c: Comparison, config: TrainConfig) -> dict:
     """What `jaxseq compare` writes to summary.json."""
-    import dataclasses
 
     def section(result, compile_seconds):
         return {

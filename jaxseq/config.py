@@ -133,10 +133,8 @@ class TrainConfig:
             if getattr(self, name) != d[name].default:
                 raise OptionError(f"--{name.replace('_', '-')} does not apply to {source}")
 
-    def _check_optimizer_options(self) -> None:
-        """Refuses an optimizer option the --optimizer lacks, or a value torch.optim would refuse."""
-        if self.betas is not None:
-            object.__setattr__(self, "betas", tuple(self.betas))  # a list, read back from JSON
+    def optimizer_options(self) -> dict:
+        """The optimizer options this config sets (those left unset take torch's defaults)."""
         given = {
             "weight_decay": self.weight_decay,
             "momentum": self.momentum,
@@ -145,8 +143,14 @@ class TrainConfig:
             "eps": self.eps,
             "amsgrad": self.amsgrad or None,
         }
-        for name, value in given.items():
-            if value is not None and name not in OPTIMIZER_OPTIONS[self.optimizer]:
+        return {name: value for name, value in given.items() if value is not None}
+
+    def _check_optimizer_options(self) -> None:
+        """Refuses an optimizer option the --optimizer lacks, or a value torch.optim would refuse."""
+        if self.betas is not None:
+            object.__setattr__(self, "betas", tuple(self.betas))  # a list, read back from JSON
+        for name in self.optimizer_options():
+            if name not in OPTIMIZER_OPTIONS[self.optimizer]:
                 raise OptionError(f"--{name.replace('_', '-')} does not apply to --optimizer {self.optimizer}")
         for name in ("weight_decay", "momentum", "eps"):
             value = getattr(self, name)

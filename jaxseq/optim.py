@@ -761,19 +761,6 @@ def make_optimizer(name: str, lr: float, zero_grad: bool = True) -> optax.Gradie
 # both trainers: `from_config` for jaxseq, `torch_from_config` for torchseq.
 
 
-def config_options(config) -> dict:
-    """The optimizer options a TrainConfig gives (those left unset take torch's defaults)."""
-    given = {
-        "weight_decay": config.weight_decay,
-        "momentum": config.momentum,
-        "nesterov": config.nesterov or None,
-        "betas": None if config.betas is None else tuple(config.betas),
-        "eps": config.eps,
-        "amsgrad": config.amsgrad or None,
-    }
-    return {k: v for k, v in given.items() if v is not None}
-
-
 def config_schedule(config):
     """The Schedule of --schedule over the run's steps, or None."""
     return None if config.schedule is None else parse_schedule(config.schedule, config.steps)
@@ -785,7 +772,7 @@ def from_config(config) -> optax.GradientTransformation:
     return build(
         config.optimizer,
         config.lr,
-        **config_options(config),
+        **config.optimizer_options(),
         schedule=config_schedule(config),
         clip_grad_norm=config.clip_grad_norm,
         zero_grad=config.zero_grad,
@@ -794,7 +781,7 @@ def from_config(config) -> optax.GradientTransformation:
 
 def torch_from_config(config, params):
     """(torch optimizer, torch scheduler or None) of a run, for `params`: what `from_config` follows."""
-    optimizer = torch_optimizer(config.optimizer, params, config.lr, **config_options(config))
+    optimizer = torch_optimizer(config.optimizer, params, config.lr, **config.optimizer_options())
     schedule = config_schedule(config)
     return optimizer, None if schedule is None else torch_scheduler(schedule, optimizer)
 

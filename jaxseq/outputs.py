@@ -25,7 +25,7 @@ class OutputError(FileError):
     """The output directory cannot be created or written."""
 
 
-# Every file a run, a comparison or a sweep writes into its --out directory.
+# Every file a run, a comparison, a sweep or a check writes into its --out directory.
 RUN_FILES = (
     "weights.safetensors",
     "model.pt",
@@ -37,6 +37,8 @@ RUN_FILES = (
     "checkpoint.pt",
     "loss_curves.png",
     "sweep.png",
+    "report.json",
+    "parity.png",
 )
 
 

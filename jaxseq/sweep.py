@@ -8,6 +8,7 @@ model axis is sharded across them (`jax.sharding.NamedSharding`); JAX places the
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -108,8 +109,6 @@ def sweep(
 def summary(result: SweepResult, config: TrainConfig) -> dict:
     """What `jaxseq sweep` writes to summary.json: every model's final loss, or null and the step
     it diverged at; the throughput; the config with its list of learning rates."""
-    import dataclasses
-
     runs = []
     for i, seed in enumerate(result.seeds):
         for j, lr in enumerate(result.lrs):

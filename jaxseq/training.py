@@ -297,8 +297,8 @@ def run_loop(jitted, state, data, key, *, config: TrainConfig, first: int, stati
         for done in range(first, config.steps, chunk):
             state, chunk_losses = compiled(state, data, key, done, config.steps)
             shown = on_chunk(done, chunk_losses, state)
+            bar.set_postfix(loss=f"{shown:.3e}", refresh=False)  # shown by the update
             bar.update(min(chunk, config.steps - done))
-            bar.set_postfix(loss=f"{shown:.3e}")
     return state, compile_seconds, time.perf_counter() - start
 
 

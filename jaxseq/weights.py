@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseq.convert import Architecture, _to_numpy, check_state_dict, from_torch, to_torch_state_dict
+from jaxseq.config import Architecture
+from jaxseq.convert import _to_numpy, check_state_dict, from_torch, to_torch_state_dict
 from jaxseq.errors import ConversionError, OptionError, torch_required
 
 SUFFIXES = {"safetensors": (".safetensors",), "pt": (".pt", ".pth")}
