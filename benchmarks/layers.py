@@ -1,11 +1,13 @@
-"""Stacked and bidirectional LSTMs against the one-layer path, and the kernel against autodiff.
+"""Stacked and bidirectional LSTMs and GRUs against the one-layer path, and each kernel against autodiff.
 
     python benchmarks/layers.py              # seed size (batch 1, hidden 100, length 21), float64 and float32
     python benchmarks/layers.py --batch 64   # a batched size
+    python benchmarks/layers.py --cells gru  # GRU only
 
-For each configuration (1 layer; 2 layers; bidirectional; 2 layers bidirectional) it times
-jaxseq's training step (`jaxseq.training.train_chunk`, Adam, whole-sequence loss) twice: with
-the hand-written LSTM kernel (`jaxseq.recurrent.KERNELS`, the default) and with the kernel table
+For each cell (LSTM, GRU) and configuration (1 layer; 2 layers; bidirectional; 2 layers
+bidirectional) it times jaxseq's training step (`jaxseq.training.train_chunk`, Adam,
+whole-sequence loss) twice: with the cell's hand-written kernel (`jaxseq.recurrent.KERNELS`,
+the default) and with the kernel table
 emptied, i.e. plain autodiff through `lax.scan`. Each variant is compiled once; the variants are
 then timed in turn (interleaved), `--repeats` times, and the medians reported, with the time per
 layer-direction (step time / (layers x directions)) beside the one-layer step. JAX is timed after
@@ -26,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ((1, False), (2, False), (1, True), (2, True))  # (layers, bidirectional)
 
 
-def compiled_step(layers, bidirectional, batch, hidden, length, dtype, chunk, use_kernel):
+def compiled_step(cell, layers, bidirectional, batch, hidden, length, dtype, chunk, use_kernel):
     """(run(), steps per call): `chunk` training steps compiled for this configuration."""
     import jax.numpy as jnp
     import numpy as np
@@ -37,7 +39,7 @@ def compiled_step(layers, bidirectional, batch, hidden, length, dtype, chunk, us
     from jaxseq.task import Sequences, data_key
     from jaxseq.training import TrainState, init_model, prepare, static_args, train_chunk
 
-    config = TrainConfig(hidden=hidden, layers=layers, bidirectional=bidirectional, dtype=dtype, chunk=chunk)
+    config = TrainConfig(hidden=hidden, cell=cell, layers=layers, bidirectional=bidirectional, dtype=dtype, chunk=chunk)
     rng = np.random.default_rng(0)
     x, y = (rng.uniform(-1, 1, (batch, length, 1)).astype(dtype) for _ in range(2))
     data, tx = prepare(config, (x, y))
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--length", type=int, default=21)
     parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--cells", default="lstm,gru")
     parser.add_argument("--chunk", type=int, default=200, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
@@ -77,10 +80,10 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     rows = []
-    for dtype in args.dtypes.split(","):
+    for cell, dtype in ((c, d) for c in args.cells.split(",") for d in args.dtypes.split(",")):
         runs = {
             (layers, bidi, kernel): compiled_step(
-                layers, bidi, args.batch, args.hidden, args.length, dtype, args.chunk, kernel
+                cell, layers, bidi, args.batch, args.hidden, args.length, dtype, args.chunk, kernel
             )
             for layers, bidi in CONFIGS
             for kernel in (True, False)
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
             per = kernel / (layers * (2 if bidi else 1))
             rows.append(
                 dict(
+                    cell=cell,
                     dtype=dtype,
                     layers=layers,
                     bidirectional=bidi,
@@ -110,14 +114,15 @@ def main(argv=None) -> int:
             )
     date = datetime.date.today().isoformat()
     head = (
-        f"# Stacked and bidirectional LSTM, {date}\n\n`python benchmarks/layers.py --batch {args.batch}` "
+        f"# Stacked and bidirectional LSTM and GRU, {date}\n\n`python benchmarks/layers.py --batch {args.batch}` "
         f"(hidden {args.hidden}, length {args.length}, Adam, median of {args.repeats} x {args.chunk} steps, "
         f"{os.cpu_count()} cores). ms per training step.\n\n"
-        "| dtype | layers | bidirectional | kernel | autodiff scan | kernel speed-up | per layer-direction | "
-        "one-layer step / per layer-direction |\n|---|---:|---|---:|---:|---:|---:|---:|\n"
+        "| cell | dtype | layers | bidirectional | kernel | autodiff scan | kernel speed-up | per layer-direction | "
+        "one-layer step / per layer-direction |\n|---|---|---:|---|---:|---:|---:|---:|---:|\n"
     )
     lines = [
-        f"| {r['dtype']} | {r['layers']} | {r['bidirectional']} | {r['kernel_ms']:.3f} | {r['autodiff_ms']:.3f} | "
+        f"| {r['cell']} | {r['dtype']} | {r['layers']} | {r['bidirectional']} | {r['kernel_ms']:.3f} | "
+        f"{r['autodiff_ms']:.3f} | "
         f"{r['kernel_speedup']:.2f}x | {r['per_layer_direction_ms']:.3f} | {r['vs_one_layer']:.2f}x |"
         for r in rows
     ]

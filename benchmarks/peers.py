@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from matrix import BATCHES, DTYPES, HIDDENS, LENGTHS, RESULTS, default_chunk, random_batch  # noqa: E402
+from matrix import BATCHES, DTYPES, HIDDENS, LENGTHS, RESULTS, SEED_CELL, default_chunk, random_batch  # noqa: E402
 
 from jaxseq.options import positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
@@ -374,7 +374,8 @@ def worker_settings(kind: str) -> dict:
 def worker(kind: str) -> None:
     """Serves one JSON request per stdin line on the real stdout (libraries' prints go to stderr):
     {"build": peer, "cell": [...], "chunk": n[, "threads": n]} compiles and warms up a peer,
-    {"run": peer, "steps": n} times it; one JSON line answers each."""
+    {"run": peer, "steps": n} times it, {"floor": repeats} (JAX workers) times the seed size's
+    floor in the worker's dtype (`seed.floor_seconds`); one JSON line answers each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C or a time limit stops the parent, which ends us
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -391,7 +392,11 @@ def worker(kind: str) -> None:
     peers = {}
     for line in sys.stdin:
         request = json.loads(line)
-        if "build" in request:
+        if "floor" in request:
+            from seed import floor_seconds
+
+            print(json.dumps(floor_seconds(request["floor"], kind.removeprefix("jax-"))), file=answer, flush=True)
+        elif "build" in request:
             name = request["build"]
             try:
                 if name == "compile":
@@ -515,6 +520,8 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
             result["peers"][name]["all_ms"].append(seconds / steps * 1e3)
     for name in timed:
         result["peers"][name]["ms"] = statistics.median(result["peers"][name]["all_ms"])
+    if (model, batch, hidden, length) == ("lstm", *SEED_CELL[:3]) and "steps" in result["peers"]["jaxseq"]:
+        result["floor_ms"] = {k: v * 1e3 for k, v in worker_of("jaxseq").ask({"floor": args.repeats}).items()}
     result["load_average"] = os.getloadavg()[0]  # other work on the machine, at the cell's end
     return result
 
@@ -650,7 +657,34 @@ def summary_markdown(report: dict) -> str:
         f"jaxseq fastest in {won} of {len(report['cells'])} cells"
         + (f"; slower in: {'; '.join(lost)}." if lost else "."),
     ]
-    return "\n".join(lines + [*skipped_lines(report, names), ""])
+    return "\n".join(lines + [*skipped_lines(report, names), *floor_lines(report), ""])
+
+
+def floor_lines(report: dict) -> list[str]:
+    """For the seed-size cells: jaxseq's step against the floor (`seed.floor_seconds`) and torch's best."""
+    rows = [c for c in report["cells"] if c.get("floor_ms")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "The seed's size against its floor (`floor_seconds` in benchmarks/seed.py: the parts of a step this "
+        "training cannot do without, each timed alone in the JAX worker, median of the repeats):",
+        "",
+        "| dtype | " + " | ".join(f"{k} us" for k in rows[0]["floor_ms"]) + " | floor us | jaxseq us | "
+        "jaxseq / floor | faster torch / jaxseq |",
+        "|---|" + "---:|" * (len(rows[0]["floor_ms"]) + 4),
+    ]
+    for c in rows:
+        floor = sum(c["floor_ms"].values())
+        torch = best_torch(c)
+        lines.append(
+            f"| {c['dtype']} | "
+            + " | ".join(f"{v * 1e3:.1f}" for v in c["floor_ms"].values())
+            + f" | {floor * 1e3:.1f} | {ms(c, 'jaxseq') * 1e3:.1f} | {ms(c, 'jaxseq') / floor:.2f}x | "
+            + ("-" if torch is None else f"{torch / ms(c, 'jaxseq'):.2f}x")
+            + " |"
+        )
+    return lines
 
 
 def parse_cell(text: str) -> tuple:

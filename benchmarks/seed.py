@@ -72,9 +72,9 @@ def cli_times(runs: int) -> dict:
     return times
 
 
-def floor_seconds(repeats: int, reps: int = 200) -> dict | None:
-    """Seconds per step of the parts of a training step at the seed's size that this training
-    cannot do without, each timed alone on the CPU as XLA and optax run them: `reps` repetitions
+def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict | None:
+    """Seconds per step of the parts of a training step at the seed's size (in `dtype`) that this
+    training cannot do without, each timed alone on the CPU as XLA and optax run them: `reps` repetitions
     inside one jitted `lax.scan` (so no dispatch), median of `repeats` runs after compilation.
 
     - recurrent_products: the matrix-vector products with W_hh (4H x H) that run one after
@@ -100,7 +100,7 @@ def floor_seconds(repeats: int, reps: int = 200) -> dict | None:
 
     if jax.default_backend() != "cpu":
         return None  # on an accelerator these parts would time launch overheads, not the arithmetic
-    batch, hidden, length, dtype = SEED_CELL
+    batch, hidden, length, _ = SEED_CELL
     config = TrainConfig(hidden=hidden, length=length, dtype=dtype)
     _, params = nnx.split(init_model(config))
     w_hh_4HxH = params["lstm"]["weight_hh_l0"][...]

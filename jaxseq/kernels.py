@@ -1,13 +1,14 @@
-"""Hand-written recurrences: the LSTM direction with its backward pass written by hand.
+"""Hand-written recurrences: LSTM and GRU directions with their backward passes written by hand.
 
-`jaxseq.recurrent` calls `lstm_direction` for every LSTM direction and layer without `proj_size`
-(with or without lengths); every other configuration (GRU, RNN, LSTM with a projection) is plain
-autodiff through `lax.scan` there.
+`jaxseq.recurrent` calls `lstm_direction` for every LSTM direction and layer without `proj_size`,
+and `gru_direction` for every GRU direction (with or without lengths; `recurrent.KERNELS` is the
+table); the rest (RNN, LSTM with a projection) is plain autodiff through `lax.scan` there.
 
-Why a kernel at all: autodiff through `lax.scan` accumulates the four parameter gradients as T
-outer products inside the reverse scan. Here they come from one matmul over all steps after it,
-and the four gate derivatives from one elementwise pass. `benchmarks/layers.py` measures it
-against the same cell under plain autodiff; keep it only while it is faster there.
+Why a kernel at all: autodiff through `lax.scan` accumulates the parameter gradients as T outer
+products inside the reverse scan. Here they come from one matmul over all steps after it, and
+the gate derivatives from one elementwise pass per step. `benchmarks/layers.py` measures each
+against the same cell under plain autodiff (2026-12-01, batch 1: LSTM 1.14x-1.50x, GRU
+1.08x-1.46x faster); keep one only while it is faster there.
 """
 
 from __future__ import annotations
@@ -153,3 +154,92 @@ def _lstm_direction_bwd(residuals, cotangents):
 
 
 lstm_direction.defvjp(_lstm_direction_fwd, _lstm_direction_bwd)
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH):
+    """The recurrence, saving what the backward pass needs: (h_TxBxH, saved_TxBx4H) with saved =
+    [s(r), s(z), n, h W_hn^T + b_hn] per step."""
+    times_w_hh_T, _ = recurrent_products(w_hh_3HxH)
+    H = h0_BxH.shape[-1]
+
+    def step(h_BxH, xw_Bx3H):
+        hw_Bx3H = times_w_hh_T(h_BxH) + b_hh_3H
+        rz_Bx2H = 0.5 + 0.5 * jnp.tanh(0.5 * (xw_Bx3H[:, : 2 * H] + hw_Bx3H[:, : 2 * H]))  # sigmoid
+        r_BxH, z_BxH = rz_Bx2H[:, :H], rz_Bx2H[:, H:]
+        hw_n_BxH = hw_Bx3H[:, 2 * H :]
+        n_BxH = jnp.tanh(xw_Bx3H[:, 2 * H :] + r_BxH * hw_n_BxH)
+        h_BxH = n_BxH + z_BxH * (h_BxH - n_BxH)
+        return h_BxH, (h_BxH, jnp.concatenate([rz_Bx2H, n_BxH, hw_n_BxH], axis=-1))
+
+    _, (h_TxBxH, saved_TxBx4H) = jax.lax.scan(step, h0_BxH, xw_TxBx3H)
+    return h_TxBxH, saved_TxBx4H
+
+
+@jax.custom_vjp
+def gru_direction(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
+    """One GRU direction over a time-major sequence. Returns h_TxBxH: every step's state.
+
+    xw_t = x_t W_ih^T + b_ih is one matmul over all steps; then for t = 1..T, with
+    hw = h_{t-1} W_hh^T + b_hh (torch's formulas, see `recurrent.GRU`):
+    r, z = s(xw_r + hw_r), s(xw_z + hw_z); n = tanh(xw_n + r hw_n); h_t = n + z (h_{t-1} - n).
+    """
+    h_TxBxH, _ = _gru_scan(_input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H), w_hh_3HxH, b_hh_3H, h0_BxH)
+    return h_TxBxH
+
+
+def _gru_direction_fwd(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
+    xw_TxBx3H = _input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H)
+    h_TxBxH, saved_TxBx4H = _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH)
+    return h_TxBxH, (x_TxBxI, w_ih_3HxI, w_hh_3HxH, h_TxBxH, saved_TxBx4H, h0_BxH)
+
+
+def _gru_direction_bwd(residuals, dh_out_TxBxH):
+    """Backpropagation through time. With dh the gradient reaching h_t (from the output and from
+    step t+1), a_n = xw_n + r hw_n, and the gates' pre-activations split into their input part
+    (xw) and recurrent part (hw):
+
+        dn = dh (1 - z),   da_n = dn (1 - n^2),   da_z = dh (h_{t-1} - n) z (1 - z)
+        da_r = da_n hw_n r (1 - r)
+        dxw_t = [da_r, da_z, da_n],   dhw_t = [da_r, da_z, da_n r]
+        dh_{t-1} = dh z + dhw_t W_hh
+
+    Then, summing over (t, b): [dW_hh^T; db_hh] = sum [h_{t-1}, 1]^T dhw_t and [dW_ih^T; db_ih] =
+    sum [x_t, 1]^T dxw_t (one matmul each, after the scan); dx_t = dxw_t W_ih.
+    """
+    x_TxBxI, w_ih_3HxI, w_hh_3HxH, h_TxBxH, saved_TxBx4H, h0_BxH = residuals
+    H = w_hh_3HxH.shape[1]
+    _, times_w_hh = recurrent_products(w_hh_3HxH)
+    h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
+
+    def step(dh_next_BxH, xs):
+        dh_out_BxH, saved_Bx4H, h_prev_BxH = xs
+        r, z, n, hw_n = (saved_Bx4H[:, k * H : (k + 1) * H] for k in range(4))
+        dh_BxH = dh_out_BxH + dh_next_BxH
+        da_n = dh_BxH * (1 - z) * (1 - n * n)
+        da_r = da_n * hw_n * r * (1 - r)
+        da_z = dh_BxH * (h_prev_BxH - n) * z * (1 - z)
+        dhw_Bx3H = jnp.concatenate([da_r, da_z, da_n * r], axis=-1)
+        return dh_BxH * z + times_w_hh(dhw_Bx3H), (dhw_Bx3H, da_n)
+
+    dh0_BxH, (dhw_TxBx3H, da_n_TxBxH) = jax.lax.scan(
+        step, jnp.zeros_like(h0_BxH), (dh_out_TxBxH, saved_TxBx4H, h_prev_TxBxH), reverse=True
+    )
+    dxw_TxBx3H = jnp.concatenate([dhw_TxBx3H[..., : 2 * H], da_n_TxBxH], axis=-1)
+    dw_hh_3HxH, db_hh_3H = _weight_gradients(h_prev_TxBxH, dhw_TxBx3H)
+    dw_ih_3HxI, db_ih_3H = _weight_gradients(x_TxBxI, dxw_TxBx3H)
+    dx_TxBxI = jnp.einsum("tbg,gi->tbi", dxw_TxBx3H, w_ih_3HxI).astype(x_TxBxI.dtype)
+    return dx_TxBxI, dw_ih_3HxI, dw_hh_3HxH, db_ih_3H, db_hh_3H, dh0_BxH
+
+
+def _weight_gradients(z_TxBxK, dgates_TxBxG):
+    """(dW (G, K), db (G,)) of gates = z W^T + b: sum over (t, b) of [z, 1]^T dgates, one matmul."""
+    T, B, K = z_TxBxK.shape
+    z1_NxK1 = jnp.concatenate([z_TxBxK, jnp.ones_like(z_TxBxK[..., :1])], axis=-1).reshape(T * B, K + 1)
+    dzw_K1xG = jnp.einsum("nk,ng->kg", z1_NxK1, dgates_TxBxG.reshape(T * B, -1))
+    return dzw_K1xG[:K].T, dzw_K1xG[K]
+
+
+gru_direction.defvjp(_gru_direction_fwd, _gru_direction_bwd)

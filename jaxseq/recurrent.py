@@ -10,7 +10,8 @@ calls are PyTorch's:
 
 These are `jaxseq.LSTM`, `jaxseq.GRU`, `jaxseq.RNN`, what `jaxseq.from_torch` returns for a
 torch recurrent layer, and what `jaxseq.Model` holds. Every LSTM direction without `proj_size`
-runs the hand-written kernel of `jaxseq.kernels`; the rest is autodiff through `lax.scan`.
+and every GRU direction runs a hand-written kernel of `jaxseq.kernels` (`KERNELS`); the rest is
+autodiff through `lax.scan`.
 """
 
 from __future__ import annotations
@@ -364,18 +365,18 @@ def cell(mode: str, weights: dict, xw_BxG, h_BxHo, c_BxH):
 
 # The hand-written recurrences, by mode: used for every direction of that mode without proj_size.
 # Every other mode (and an LSTM with proj_size) is autodiff through `lax.scan` of `cell`.
-KERNELS = {"LSTM": kernels.lstm_direction}
+KERNELS = {"LSTM": kernels.lstm_direction, "GRU": kernels.gru_direction}
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "kernel"))
 def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=None, c0_BxH=None, *, kernel=None):
     """One direction of one layer over time-major inputs. Returns (output_TxBxH_out, (h_n, c_n or None)).
 
-    `kernel` (an LSTM's `KERNELS` entry) runs the hand-written recurrence; without it the cell is
+    `kernel` (the mode's `KERNELS` entry) runs the hand-written recurrence; without it the cell is
     a `lax.scan` of `cell` under autodiff. With `lengths_B`, sequence b is its
     first lengths_B[b] steps: the output is zero after them and (h_n, c_n) is the state at its
     last valid step. Padded steps come after the valid ones, so they never reach a valid output:
-    the kernel runs through them on zeroed inputs (an LSTM's state stays bounded) and the final
+    the kernel runs through them on zeroed inputs (an LSTM's or GRU's state stays bounded) and the final
     state is gathered; the scan carries the state unchanged through them instead (a ReLU RNN's
     state need not stay bounded). Jitted so that calls outside jit compile once per shape.
     """
@@ -385,19 +386,12 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
         zeros_G = jnp.zeros(weights["weight_ih"].shape[:1], x_TxBxF.dtype)  # bias=False
         if valid_TxB is not None:
             x_TxBxF = jnp.where(valid_TxB[..., None], x_TxBxF, 0)
-        h_TxBxH, c_TxBxH = kernel(
-            x_TxBxF,
-            weights["weight_ih"],
-            weights["weight_hh"],
-            weights.get("bias_ih", zeros_G),
-            weights.get("bias_hh", zeros_G),
-            h0_BxHo,
-            c0_BxH,
-        )
-        if valid_TxB is None:
-            return h_TxBxH, (h_TxBxH[-1], c_TxBxH[-1])
-        last_B, b_B = lengths_B - 1, jnp.arange(B)
-        return jnp.where(valid_TxB[..., None], h_TxBxH, 0), (h_TxBxH[last_B, b_B], c_TxBxH[last_B, b_B])
+        args = [x_TxBxF, weights["weight_ih"], weights["weight_hh"]]
+        args += [weights.get("bias_ih", zeros_G), weights.get("bias_hh", zeros_G), h0_BxHo]
+        h_TxBxH, c_TxBxH = kernel(*args, c0_BxH) if mode == "LSTM" else (kernel(*args), None)
+        last_B, b_B = (-1, slice(None)) if valid_TxB is None else (lengths_B - 1, jnp.arange(B))
+        final = (h_TxBxH[last_B, b_B], None if c_TxBxH is None else c_TxBxH[last_B, b_B])
+        return (h_TxBxH if valid_TxB is None else jnp.where(valid_TxB[..., None], h_TxBxH, 0)), final
 
     xw_TxBxG = jnp.einsum("tbf,gf->tbg", x_TxBxF, weights["weight_ih"])
     if "bias_ih" in weights:
