@@ -49,7 +49,8 @@ step() { # step SECONDS DESCRIPTION FILE COMMAND...: COMMAND under a time limit,
 }
 
 run_tests() { # the parity suite, spread over 8 processes (2 threads each) where pytest-xdist is installed
-    local pytest=("$python" -m pytest -q -p no:cacheprovider)
+    # (pyproject's addopts, which ask for xdist's 2 processes, are replaced)
+    local pytest=("$python" -m pytest -q -p no:cacheprovider -o "addopts=-ra --strict-markers")
     if "$python" -c "import xdist" 2>/dev/null; then
         OMP_NUM_THREADS=2 step 270 "parity tests" "$out/tests.txt" "${pytest[@]}" -n 8
     else

@@ -30,7 +30,10 @@ from one timed call for about --seconds, then the peers are timed in turn (inter
 --repeats times; medians are reported, in ms per step. JAX is timed after compilation, blocking
 on each call's losses. Writes benchmarks/results/<name>-<peer>.md and .json (one table per peer,
 ratio = peer ms / jaxseq ms, > 1: jaxseq faster) and <name>.md/.json (all peers side by side),
-rewritten after every cell (a run stopped early says so in them).
+rewritten after every cell (a run stopped early says so in them). At the seed's size (LSTM,
+batch 1, hidden 100, length 21) the JAX worker also times that size's floor in its dtype
+(`seed.floor_seconds`: the parts of a step no implementation can skip, each alone), and the
+summary gives jaxseq's step as a multiple of it, beside torch's faster thread count / jaxseq.
 """
 
 from __future__ import annotations
@@ -521,7 +524,9 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
     for name in timed:
         result["peers"][name]["ms"] = statistics.median(result["peers"][name]["all_ms"])
     if (model, batch, hidden, length) == ("lstm", *SEED_CELL[:3]) and "steps" in result["peers"]["jaxseq"]:
-        result["floor_ms"] = {k: v * 1e3 for k, v in worker_of("jaxseq").ask({"floor": args.repeats}).items()}
+        floor = worker_of("jaxseq").ask({"floor": args.repeats})  # None off the CPU
+        if floor is not None:
+            result["floor_ms"] = {k: v * 1e3 for k, v in floor.items()}
     result["load_average"] = os.getloadavg()[0]  # other work on the machine, at the cell's end
     return result
 
@@ -660,6 +665,41 @@ def summary_markdown(report: dict) -> str:
     return "\n".join(lines + [*skipped_lines(report, names), *floor_lines(report), ""])
 
 
+MODEL_NAMES = {"lstm": "LSTM", "gru": "GRU", "lstm2": "LSTM, 2 layers", "bilstm": "LSTM, bidirectional"}
+
+
+def ratios_markdown(report: dict) -> str:
+    """The README's table: per cell, jaxseq's ms and each peer's ms / jaxseq's (> 1: jaxseq faster)."""
+    t = "the faster of torch at 1 and 2 threads (its thread count in brackets)"
+    lines = [
+        f"`{report['command']}`, {report['date']}, {report['machine']}; median of {report['repeats']} "
+        f"interleaved runs; ratio = peer ms / jaxseq ms, above 1: jaxseq faster; torch: {t}.",
+        "",
+        "| model | batch | hidden | length | dtype | jaxseq ms | vs Flax | vs plain scan | vs torch | "
+        "vs torch.compile |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in report["cells"]:
+        j, torch = ms(c, "jaxseq"), best_torch(c)
+        threads = "" if torch is None else f" ({1 if torch == ms(c, 'torch1') else 2})"
+        row = [MODEL_NAMES[c["model"]], *(str(c[k]) for k in CELL_KEYS[1:]), fmt(j)]
+        row += [ratio_text(j, ms(c, "flax")), ratio_text(j, ms(c, "scan")), ratio_text(j, torch) + threads]
+        row.append(ratio_text(j, ms(c, "compile")))
+        lines.append("| " + " | ".join(row).replace("**", "") + " |")
+    below = [f"{cell_label(tuple(c[k] for k in CELL_KEYS))}" for c in report["cells"] if lost_to(c)]
+    lines += [
+        "",
+        f"jaxseq fastest in {len(report['cells']) - len(below)} of {len(report['cells'])} cells"
+        + (f"; not in: {'; '.join(below)}." if below else "."),
+    ]
+    return "\n".join(lines + floor_lines(report)) + "\n"
+
+
+def lost_to(cell: dict) -> bool:
+    j = ms(cell, "jaxseq")
+    return j is not None and any(ms(cell, n) is not None and ms(cell, n) < j for n in PEERS if n != "jaxseq")
+
+
 def floor_lines(report: dict) -> list[str]:
     """For the seed-size cells: jaxseq's step against the floor (`seed.floor_seconds`) and torch's best."""
     rows = [c for c in report["cells"] if c.get("floor_ms")]
@@ -780,6 +820,7 @@ def main(argv=None) -> int:
                 write_text(RESULTS / f"{name}-{table}.md", peer_markdown(report, table))
         write_text(RESULTS / f"{name}.json", json.dumps(report, indent=1) + "\n")
         write_text(RESULTS / f"{name}.md", summary_markdown(report))
+        write_text(RESULTS / f"{name}-ratios.md", ratios_markdown(report))
 
     skip_compile = {}
     try:

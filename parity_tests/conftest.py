@@ -7,8 +7,6 @@ as they are. Benchmarks (benchmarks/) measure each framework at its best thread 
 
 import jax
 
-# No persistent compilation cache here: serialising every program to disk cost more than the hits
-# saved (the whole suite took 488 s with it, 292 s without, 2026-12-01).
 # x64 must be on before any float64 array exists; float32 tests ask for float32 explicitly.
 jax.config.update("jax_enable_x64", True)
 # Parity on GPU/TPU needs true float32 matmuls in both frameworks (no TF32 / bf16 passes).
@@ -22,3 +20,12 @@ else:
     torch.set_num_threads(1)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+# No persistent compilation cache in tests: writing every program to disk costs more than its hits
+# save. The CLI switches JAX's cache on for the whole process unless --no-cache, so the first
+# in-process `train` would switch it on for every later test (on a machine whose cache directory
+# was empty, the suite took 667 s so, 2026-12-01); here that switch does nothing.
+import jaxseq.training  # noqa: E402 (after the settings above)
+
+jaxseq.training.enable_compilation_cache = lambda directory=None: None
