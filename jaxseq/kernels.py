@@ -73,6 +73,18 @@ def _input_projection(x_TxBxI, w_ih_4HxI, b_4H):
     return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + b_4H
 
 
+def _weight_gradients(z_TxBxK, dgates_TxBxG):
+    """(dW (G, K), db (G,)) of gates = z W^T + b: sum over (t, b) of [z, 1]^T dgates, one matmul.
+
+    The matmul contracts the leading (t, b) axes of both operands, flattened to (T*B, ...), so XLA
+    lays out only the small [z, 1] transposed, not dgates (G wide), and need not reorder (t, b).
+    """
+    T, B, K = z_TxBxK.shape
+    z1_NxK1 = jnp.concatenate([z_TxBxK, jnp.ones_like(z_TxBxK[..., :1])], axis=-1).reshape(T * B, K + 1)
+    dzw_K1xG = jnp.einsum("nk,ng->kg", z1_NxK1, dgates_TxBxG.reshape(T * B, -1))
+    return dzw_K1xG[:K].T, dzw_K1xG[K]
+
+
 @jax.custom_vjp
 def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH):
     """One LSTM direction over a time-major sequence. Returns (h_TxBxH, c_TxBxH): every step's state.
@@ -107,10 +119,9 @@ def _lstm_direction_bwd(residuals, cotangents):
 
     Then, summing over (t, b), with z_t = [h_{t-1}, x_t, 1]:
 
-        [dW_hh^T; dW_ih^T; db] = sum_t z_t^T dgates_t       (one matmul)
+        [dW_hh^T; dW_ih^T; db] = sum_t z_t^T dgates_t       (one matmul, `_weight_gradients`)
 
-    and db_ih = db_hh = db; dx_t = dgates_t W_ih. The matmul contracts the leading (t, b) axes
-    of both operands, so XLA lays out only the small z transposed, not dgates (4x larger).
+    and db_ih = db_hh = db; dx_t = dgates_t W_ih.
     """
     x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH = residuals
     dh_TxBxH, dc_TxBxH = cotangents
@@ -141,14 +152,9 @@ def _lstm_direction_bwd(residuals, cotangents):
         (dh_TxBxH, dc_TxBxH, act_TxBx4H, c_TxBxH, c_prev_TxBxH),
         reverse=True,
     )
-    z_TxBxK = jnp.concatenate(
-        [jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]]), x_TxBxI, jnp.ones_like(x_TxBxI[..., :1])], axis=-1
-    )
-    # As (T*B, K) and (T*B, 4H): XLA may not then reorder (t, b) and transpose dgates to match.
-    T, B, K = z_TxBxK.shape
-    dzw_Kx4H = jnp.einsum("nk,ng->kg", z_TxBxK.reshape(T * B, K), dgates_TxBx4H.reshape(T * B, 4 * H))
-    I = w_ih_4HxI.shape[1]
-    dw_hh_4HxH, dw_ih_4HxI, db_4H = dzw_Kx4H[:H].T, dzw_Kx4H[H : H + I].T, dzw_Kx4H[H + I]
+    h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
+    dw_4HxK, db_4H = _weight_gradients(jnp.concatenate([h_prev_TxBxH, x_TxBxI], axis=-1), dgates_TxBx4H)
+    dw_hh_4HxH, dw_ih_4HxI = dw_4HxK[:, :H], dw_4HxK[:, H:]
     dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI).astype(x_TxBxI.dtype)
     return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH
 
@@ -232,14 +238,6 @@ def _gru_direction_bwd(residuals, dh_out_TxBxH):
     dw_ih_3HxI, db_ih_3H = _weight_gradients(x_TxBxI, dxw_TxBx3H)
     dx_TxBxI = jnp.einsum("tbg,gi->tbi", dxw_TxBx3H, w_ih_3HxI).astype(x_TxBxI.dtype)
     return dx_TxBxI, dw_ih_3HxI, dw_hh_3HxH, db_ih_3H, db_hh_3H, dh0_BxH
-
-
-def _weight_gradients(z_TxBxK, dgates_TxBxG):
-    """(dW (G, K), db (G,)) of gates = z W^T + b: sum over (t, b) of [z, 1]^T dgates, one matmul."""
-    T, B, K = z_TxBxK.shape
-    z1_NxK1 = jnp.concatenate([z_TxBxK, jnp.ones_like(z_TxBxK[..., :1])], axis=-1).reshape(T * B, K + 1)
-    dzw_K1xG = jnp.einsum("nk,ng->kg", z1_NxK1, dgates_TxBxG.reshape(T * B, -1))
-    return dzw_K1xG[:K].T, dzw_K1xG[K]
 
 
 gru_direction.defvjp(_gru_direction_fwd, _gru_direction_bwd)
