@@ -221,7 +221,10 @@ def train(
         losses, first = [np.asarray(resume.losses)], resume.step
 
     state, data, key, used, batch_sharding = place(config, state, data)
-    chunk = math.gcd(min(config.chunk, config.steps), config.checkpoint_every or config.steps)
+    # Chunks end at every checkpoint; the last one may run past config.steps (`run_chunk` skips those steps).
+    chunk = min(config.chunk, config.steps)
+    if config.checkpoint_every:
+        chunk = math.gcd(chunk, config.checkpoint_every)
     static = static_args(config, graphdef, tx, chunk) | dict(batch_sharding=batch_sharding)
 
     def on_chunk(done, chunk_losses, state):

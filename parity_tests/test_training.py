@@ -119,3 +119,17 @@ def test_optimizer_steps(dtype, optimizer, lr):
             torch_state_dict_numpy(t_model),
             atol=STEP_ATOL[dtype],
         )
+
+
+@pytest.mark.parametrize("data", [{}, dict(task="sine", sequences=40, batch_size=8)], ids=["seed", "minibatches"])
+def test_chunk_not_dividing_steps_gives_the_same_run(data):
+    """100 steps in chunks of 30 (the last one runs 10 and skips 20) equal the run in chunks of 10:
+    every loss and every final parameter, bit for bit."""
+    from jaxseq.config import TrainConfig
+
+    runs = [jaxseq.train(TrainConfig(steps=100, hidden=8, chunk=chunk, **data)) for chunk in (30, 10)]
+    assert len(runs[0].losses) == 100
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses, err_msg="losses, chunk 30 vs 10")
+    first, second = (jax.tree.flatten_with_path(nnx.state(r.model))[0] for r in runs)
+    for (path, a), (_, b) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=f"final {jax.tree_util.keystr(path)}, chunk 30 vs 10")
