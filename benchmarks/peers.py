@@ -614,7 +614,7 @@ def skipped_lines(report, names) -> list[str]:
             for key, label in (("skipped", "Skipped"), ("note", "Ran")):
                 why = c["peers"].get(name, {}).get(key)
                 if why:
-                    reasons.setdefault(f"{label} {name}, {why}", []).append(cell_label(tuple(c[k] for k in CELL_KEYS)))
+                    reasons.setdefault(f"{label} {name}, {why}", []).append(label_of(c))
     return [f"{why}: {', '.join(cells)}." for why, cells in reasons.items()]
 
 
@@ -645,17 +645,12 @@ def summary_markdown(report: dict) -> str:
         "load",
     ]
     lines = header(report, "every peer") + ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    lost = []
     for c in report["cells"]:
-        others = {n: ms(c, n) for n in names if n != "jaxseq" and ms(c, n) is not None}
-        best = min(others, key=others.get) if others else None
+        best = fastest_other(c)
         row = [str(c[k]) for k in CELL_KEYS] + [fmt(ms(c, n)) for n in names]
-        row += [best or "-", ratio_text(ms(c, "jaxseq"), others.get(best)), f"{c.get('load_average', 0):.1f}"]
+        row += [best or "-", ratio_text(ms(c, "jaxseq"), ms(c, best)), f"{c.get('load_average', 0):.1f}"]
         lines.append("| " + " | ".join(row) + " |")
-        if best and ms(c, "jaxseq") and others[best] < ms(c, "jaxseq"):
-            lost.append(
-                f"{cell_label(tuple(c[k] for k in CELL_KEYS))} to {best} ({others[best] / ms(c, 'jaxseq'):.2f}x)"
-            )
+    lost = [f"{label_of(c)} to {best} ({ms(c, best) / ms(c, 'jaxseq'):.2f}x)" for c, best in slower_cells(report)]
     won = len(report["cells"]) - len(lost)
     lines += [
         "",
@@ -686,7 +681,7 @@ def ratios_markdown(report: dict) -> str:
         row += [ratio_text(j, ms(c, "flax")), ratio_text(j, ms(c, "scan")), ratio_text(j, torch) + threads]
         row.append(ratio_text(j, ms(c, "compile")))
         lines.append("| " + " | ".join(row).replace("**", "") + " |")
-    below = [f"{cell_label(tuple(c[k] for k in CELL_KEYS))}" for c in report["cells"] if lost_to(c)]
+    below = [label_of(c) for c, _ in slower_cells(report)]
     lines += [
         "",
         f"jaxseq fastest in {len(report['cells']) - len(below)} of {len(report['cells'])} cells"
@@ -695,9 +690,20 @@ def ratios_markdown(report: dict) -> str:
     return "\n".join(lines + floor_lines(report)) + "\n"
 
 
-def lost_to(cell: dict) -> bool:
-    j = ms(cell, "jaxseq")
-    return j is not None and any(ms(cell, n) is not None and ms(cell, n) < j for n in PEERS if n != "jaxseq")
+def fastest_other(cell: dict):
+    """The peer other than jaxseq with the lowest ms in `cell` (None if none ran)."""
+    others = {n: ms(cell, n) for n in PEERS if n != "jaxseq" and ms(cell, n) is not None}
+    return min(others, key=others.get) if others else None
+
+
+def slower_cells(report: dict) -> list[tuple[dict, str]]:
+    """(cell, fastest other peer) for every cell where that peer beat jaxseq."""
+    pairs = [(c, fastest_other(c)) for c in report["cells"]]
+    return [(c, best) for c, best in pairs if best and ms(c, "jaxseq") and ms(c, best) < ms(c, "jaxseq")]
+
+
+def label_of(cell: dict) -> str:
+    return cell_label(tuple(cell[k] for k in CELL_KEYS))
 
 
 def floor_lines(report: dict) -> list[str]:

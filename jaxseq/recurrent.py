@@ -389,9 +389,11 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
         args = [x_TxBxF, weights["weight_ih"], weights["weight_hh"]]
         args += [weights.get("bias_ih", zeros_G), weights.get("bias_hh", zeros_G), h0_BxHo]
         h_TxBxH, c_TxBxH = kernel(*args, c0_BxH) if mode == "LSTM" else (kernel(*args), None)
-        last_B, b_B = (-1, slice(None)) if valid_TxB is None else (lengths_B - 1, jnp.arange(B))
-        final = (h_TxBxH[last_B, b_B], None if c_TxBxH is None else c_TxBxH[last_B, b_B])
-        return (h_TxBxH if valid_TxB is None else jnp.where(valid_TxB[..., None], h_TxBxH, 0)), final
+        if valid_TxB is None:
+            return h_TxBxH, (h_TxBxH[-1], None if c_TxBxH is None else c_TxBxH[-1])
+        last_B, b_B = lengths_B - 1, jnp.arange(B)  # each sequence's last valid step
+        c_n_BxH = None if c_TxBxH is None else c_TxBxH[last_B, b_B]
+        return jnp.where(valid_TxB[..., None], h_TxBxH, 0), (h_TxBxH[last_B, b_B], c_n_BxH)
 
     xw_TxBxG = jnp.einsum("tbf,gf->tbg", x_TxBxF, weights["weight_ih"])
     if "bias_ih" in weights:
