@@ -73,16 +73,18 @@ def _input_projection(x_TxBxI, w_ih_4HxI, b_4H):
     return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + b_4H
 
 
-def _weight_gradients(z_TxBxK, dgates_TxBxG):
-    """(dW (G, K), db (G,)) of gates = z W^T + b: sum over (t, b) of [z, 1]^T dgates, one matmul.
+def _weight_gradients(dgates_TxBxG, *z_TxBxK):
+    """(dW (G, K) for each z, db (G,)) of gates = sum_i z_i W_i^T + b, summed over (t, b): one
+    matmul per z over the flattened (t, b) axis, and db the sum of dgates.
 
-    The matmul contracts the leading (t, b) axes of both operands, flattened to (T*B, ...), so XLA
-    lays out only the small [z, 1] transposed, not dgates (G wide), and need not reorder (t, b).
+    Each dW leaves its matmul as (G, K), the layout torch stores and Adam reads next. A (K, G)
+    product transposed afterwards made XLA fuse a strided transpose of the whole gradient into
+    each of Adam's updates (measured: 2.3 against 1.4 ms per training step at batch 1, hidden
+    256, float32), and one matmul over [z_1, z_2, 1] costs a concatenation and slices.
     """
-    T, B, K = z_TxBxK.shape
-    z1_NxK1 = jnp.concatenate([z_TxBxK, jnp.ones_like(z_TxBxK[..., :1])], axis=-1).reshape(T * B, K + 1)
-    dzw_K1xG = jnp.einsum("nk,ng->kg", z1_NxK1, dgates_TxBxG.reshape(T * B, -1))
-    return dzw_K1xG[:K].T, dzw_K1xG[K]
+    dgates_NxG = dgates_TxBxG.reshape(-1, dgates_TxBxG.shape[-1])
+    dws = [jnp.einsum("ng,nk->gk", dgates_NxG, z.reshape(dgates_NxG.shape[0], -1)) for z in z_TxBxK]
+    return *dws, jnp.sum(dgates_NxG, axis=0)
 
 
 @jax.custom_vjp
@@ -117,9 +119,9 @@ def _lstm_direction_bwd(residuals, cotangents):
                     dc_t s(i) (1 - tanh(g)^2),    dh_t tanh(c_t) s(o)(1 - s(o))]
         dh_{t-1} += dgates_t W_hh,   dc_{t-1} += dc_t s(f)
 
-    Then, summing over (t, b), with z_t = [h_{t-1}, x_t, 1]:
+    Then, summing over (t, b) after the scan (`_weight_gradients`, one matmul per weight):
 
-        [dW_hh^T; dW_ih^T; db] = sum_t z_t^T dgates_t       (one matmul, `_weight_gradients`)
+        dW_hh = sum_t dgates_t^T h_{t-1},   dW_ih = sum_t dgates_t^T x_t,   db = sum_t dgates_t
 
     and db_ih = db_hh = db; dx_t = dgates_t W_ih.
     """
@@ -153,8 +155,7 @@ def _lstm_direction_bwd(residuals, cotangents):
         reverse=True,
     )
     h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
-    dw_4HxK, db_4H = _weight_gradients(jnp.concatenate([h_prev_TxBxH, x_TxBxI], axis=-1), dgates_TxBx4H)
-    dw_hh_4HxH, dw_ih_4HxI = dw_4HxK[:, :H], dw_4HxK[:, H:]
+    dw_hh_4HxH, dw_ih_4HxI, db_4H = _weight_gradients(dgates_TxBx4H, h_prev_TxBxH, x_TxBxI)
     dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI).astype(x_TxBxI.dtype)
     return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH
 
@@ -212,8 +213,8 @@ def _gru_direction_bwd(residuals, dh_out_TxBxH):
         dxw_t = [da_r, da_z, da_n],   dhw_t = [da_r, da_z, da_n r]
         dh_{t-1} = dh z + dhw_t W_hh
 
-    Then, summing over (t, b): [dW_hh^T; db_hh] = sum [h_{t-1}, 1]^T dhw_t and [dW_ih^T; db_ih] =
-    sum [x_t, 1]^T dxw_t (one matmul each, after the scan); dx_t = dxw_t W_ih.
+    Then, summing over (t, b) after the scan (`_weight_gradients`): dW_hh = sum dhw_t^T h_{t-1},
+    db_hh = sum dhw_t, dW_ih = sum dxw_t^T x_t, db_ih = sum dxw_t; dx_t = dxw_t W_ih.
     """
     x_TxBxI, w_ih_3HxI, w_hh_3HxH, h_TxBxH, saved_TxBx4H, h0_BxH = residuals
     H = w_hh_3HxH.shape[1]
@@ -234,8 +235,8 @@ def _gru_direction_bwd(residuals, dh_out_TxBxH):
         step, jnp.zeros_like(h0_BxH), (dh_out_TxBxH, saved_TxBx4H, h_prev_TxBxH), reverse=True
     )
     dxw_TxBx3H = jnp.concatenate([dhw_TxBx3H[..., : 2 * H], da_n_TxBxH], axis=-1)
-    dw_hh_3HxH, db_hh_3H = _weight_gradients(h_prev_TxBxH, dhw_TxBx3H)
-    dw_ih_3HxI, db_ih_3H = _weight_gradients(x_TxBxI, dxw_TxBx3H)
+    dw_hh_3HxH, db_hh_3H = _weight_gradients(dhw_TxBx3H, h_prev_TxBxH)
+    dw_ih_3HxI, db_ih_3H = _weight_gradients(dxw_TxBx3H, x_TxBxI)
     dx_TxBxI = jnp.einsum("tbg,gi->tbi", dxw_TxBx3H, w_ih_3HxI).astype(x_TxBxI.dtype)
     return dx_TxBxI, dw_ih_3HxI, dw_hh_3HxH, db_ih_3H, db_hh_3H, dh0_BxH
 
