@@ -1,7 +1,8 @@
 """Stacked and bidirectional LSTMs and GRUs against the one-layer path, and each kernel against autodiff.
 
     python benchmarks/layers.py              # seed size (batch 1, hidden 100, length 21), float64 and float32
-    python benchmarks/layers.py --batch 64   # a batched size
+    python benchmarks/layers.py --batch 64   # a batched size (results: layers-batch64.md)
+    python benchmarks/layers.py --hidden 256 --cells lstm   # (results: layers-hidden256.md)
     python benchmarks/layers.py --cells gru  # GRU only
 
 For each cell (LSTM, GRU) and configuration (1 layer; 2 layers; bidirectional; 2 layers
@@ -21,8 +22,11 @@ import datetime
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
+
+from jaxseq.outputs import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ((1, False), (2, False), (1, True), (2, True))  # (layers, bidirectional)
@@ -112,10 +116,11 @@ def main(argv=None) -> int:
                     vs_one_layer=one_layer / per,
                 )
             )
-    date = datetime.date.today().isoformat()
+    date = datetime.datetime.now().isoformat(timespec="minutes")
+    command = " ".join(["python benchmarks/layers.py", *(sys.argv[1:] if argv is None else argv)])
     head = (
-        f"# Stacked and bidirectional LSTM and GRU, {date}\n\n`python benchmarks/layers.py --batch {args.batch}` "
-        f"(hidden {args.hidden}, length {args.length}, Adam, median of {args.repeats} x {args.chunk} steps, "
+        f"# Stacked and bidirectional LSTM and GRU, {date}\n\n`{command}` (batch {args.batch}, "
+        f"hidden {args.hidden}, length {args.length}, Adam, median of {args.repeats} x {args.chunk} steps, "
         f"{os.cpu_count()} cores). ms per training step.\n\n"
         "| cell | dtype | layers | bidirectional | kernel | autodiff scan | kernel speed-up | per layer-direction | "
         "one-layer step / per layer-direction |\n|---|---|---:|---|---:|---:|---:|---:|---:|\n"
@@ -129,9 +134,16 @@ def main(argv=None) -> int:
     text = head + "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    name = "layers" if args.batch == 1 else f"layers-batch{args.batch}"
-    (RESULTS / f"{name}.md").write_text(text)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"date": date, "args": vars(args), "rows": rows}, indent=2) + "\n")
+    name = (
+        "layers"
+        + (f"-batch{args.batch}" if args.batch != 1 else "")
+        + (f"-hidden{args.hidden}" if args.hidden != 100 else "")
+    )
+    write_text(RESULTS / f"{name}.md", text)
+    write_text(
+        RESULTS / f"{name}.json",
+        json.dumps({"date": date, "command": command, "args": vars(args), "rows": rows}, indent=2) + "\n",
+    )
     return 0
 
 
