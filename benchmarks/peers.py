@@ -19,8 +19,10 @@ The peers (`PEERS`), each timed on the same random batch with Adam (lr 1e-3) and
   1 and 2 intra-op threads. The ratio against torch is taken against the faster of the two.
 - compile: the same with `torch.compile(model)` (inductor; Adam stays eager), at the thread count
   faster eager in that cell: with Dynamo's experimental `allow_rnn=True` where that runs, else the
-  default, under which nn.LSTM/GRU is a graph break and runs eager (the table says which); skipped
-  with the reason when compiling fails or takes over --compile-limit.
+  default, under which nn.LSTM/GRU is a graph break and runs eager (the table says which). Once
+  compiling with `allow_rnn` takes over --compile-limit, that cell and the rest of the run use
+  the default; compile is skipped, with the reason, where compiling fails, or for the rest of the
+  run once the default too takes over the limit.
 
 Each thread setting runs in its own long-lived worker process (`--worker KIND`, as
 benchmarks/matrix.py): one JAX worker per dtype (float64 switches JAX's x64 mode on for the
@@ -303,7 +305,7 @@ class ScanPeer(ScannedPeer):
 class TorchPeer:
     """`torchseq.train.train` on the random batch, eager or with `torch.compile(model)`."""
 
-    def __init__(self, model, batch, hidden, length, dtype, chunk, compiled=False):
+    def __init__(self, model, batch, hidden, length, dtype, chunk, compiled=False, allow_rnn=True, why=None):
         from jaxseq.config import TrainConfig
         from torchseq.model import build_model
 
@@ -317,28 +319,31 @@ class TorchPeer:
         self.note = None
         if compiled:
             start = time.perf_counter()
-            self.note = self.compile_model()
+            self.note = self.compile_model(allow_rnn, why)
             self.compile_seconds = time.perf_counter() - start  # Dynamo and inductor, and one step
 
-    def compile_model(self) -> str:
-        """Wraps the model in `torch.compile`: first with Dynamo's experimental `allow_rnn` (without
-        it the recurrent layer is a graph break and runs eager); if that fails on the first step,
-        the default. Returns what ran, and why."""
+    def compile_model(self, allow_rnn: bool, why: str | None) -> str:
+        """Wraps the model in `torch.compile`: first (if `allow_rnn`) with Dynamo's experimental
+        `allow_rnn` (without it the recurrent layer is a graph break and runs eager); if that fails
+        on the first step, or is not tried (`why`), the default. Returns what ran, and why."""
         import torch
 
         eager = self.model
-        torch._dynamo.reset()  # each cell compiles afresh, not against the last one's cache limit
-        torch._dynamo.config.allow_rnn = True
-        self.model = torch.compile(eager)
-        try:
-            self.run(1)
-            return "allow_rnn=True: the recurrent layer compiled"
-        except Exception as e:
-            failure = one_line(e)[:200]
+        failure = f"allow_rnn=True not tried: {why}"
+        if allow_rnn:
+            torch._dynamo.reset()  # each cell compiles afresh, not against the last one's cache limit
+            torch._dynamo.config.allow_rnn = True
+            self.model = torch.compile(eager)
+            try:
+                self.run(1)
+                return "allow_rnn=True: the recurrent layer compiled"
+            except Exception as e:
+                failure = f"allow_rnn=True failed: {one_line(e)[:200]}"
         torch._dynamo.reset()
         torch._dynamo.config.allow_rnn = False
         self.model = torch.compile(eager)
-        return f"default: the recurrent layer is a graph break and runs eager (allow_rnn=True failed: {failure})"
+        self.run(1)
+        return f"default: the recurrent layer is a graph break and runs eager ({failure})"
 
     def run(self, steps: int) -> float:
         from torchseq.train import train
@@ -376,7 +381,8 @@ def worker_settings(kind: str) -> dict:
 
 def worker(kind: str) -> None:
     """Serves one JSON request per stdin line on the real stdout (libraries' prints go to stderr):
-    {"build": peer, "cell": [...], "chunk": n[, "threads": n]} compiles and warms up a peer,
+    {"build": peer, "cell": [...], "chunk": n[, "threads": n, "allow_rnn": bool, "why": text]}
+    compiles and warms up a peer,
     {"run": peer, "steps": n} times it, {"floor": repeats} (JAX workers) times the seed size's
     floor in the worker's dtype (`seed.floor_seconds`); one JSON line answers each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C or a time limit stops the parent, which ends us
@@ -406,7 +412,7 @@ def worker(kind: str) -> None:
                     import torch
 
                     torch.set_num_threads(request["threads"])
-                    peer = TorchPeer(*request["cell"], request["chunk"], compiled=True)
+                    peer = TorchPeer(*request["cell"], request["chunk"], True, request["allow_rnn"], request.get("why"))
                 else:
                     peer = classes[name](*request["cell"], request["chunk"])
                 warm = peer.run(request["chunk"])
@@ -480,13 +486,16 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
         return workers[f"jax-{dtype}" if kind == "jax" else kind]
 
     def build(name, **extra):
+        """Compiles and warms up peer `name`, and sets its steps per timed run from one probe.
+        Returns its seconds per step; None if it was skipped (the reason in `result`); "timeout"
+        if compiling took over --compile-limit (its worker killed)."""
         try:
             limit = args.compile_limit if name == "compile" else None
             answer = worker_of(name).ask({"build": name, "cell": list(cell), "chunk": chunk, **extra}, limit)
         except TimeoutError:
             del workers["compile"]
-            skip_compile["reason"] = f"compiling took over {args.compile_limit:.0f} s (cell {cell_label(cell)})"
-            answer = {"error": skip_compile["reason"]}
+            result["peers"][name] = {"skipped": f"compiling took over {args.compile_limit:.0f} s"}
+            return "timeout"
         if "error" in answer:
             result["peers"][name] = {"skipped": answer["error"]}
             return None
@@ -512,7 +521,18 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
                         worker_of(f"torch{n}").ask({"run": f"torch{n}", "steps": probe})["seconds"] / probe
                     )
             threads = min(probes, key=lambda n: statistics.median(probes[n])) if probes else 1
-            build("compile", threads=threads)
+            # allow_rnn until compiling with it once takes over --compile-limit (longer cells would
+            # take longer), then the default; no compile at all once that too takes over the limit
+            skipped = "allow_rnn" in skip_compile
+            outcome = "not tried" if skipped else build("compile", threads=threads, allow_rnn=True)
+            if outcome == "timeout":
+                skip_compile["allow_rnn"] = (
+                    f"compiling with it took over {args.compile_limit:.0f} s at {cell_label(cell)}"
+                )
+            if outcome in ("timeout", "not tried"):
+                why = skip_compile["allow_rnn"]
+                if build("compile", threads=threads, allow_rnn=False, why=why) == "timeout":
+                    skip_compile["reason"] = f"compiling took over {args.compile_limit:.0f} s (cell {cell_label(cell)})"
             if "steps" in result["peers"]["compile"]:
                 result["peers"]["compile"]["threads"] = threads
     timed = [name for name in peers if "steps" in result["peers"][name]]

@@ -81,8 +81,9 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
       another: T - 1 in the forward pass (h_{t-1} W_hh^T; the first is 0, as h_0 = 0) and T - 1
       in the backward pass (dgates_t W_hh; the last would only give h_0's gradient). Each needs
       the one before; chained here with nothing else.
-    - weight_gradients: the one matmul that gives every LSTM weight gradient, z^T dgates,
-      (T*B, H+I+1)^T (T*B, 4H), as `jaxseq.model` computes it.
+    - weight_gradients: every LSTM weight and bias gradient as one matmul, z^T dgates with
+      z = [h_{t-1}, x_t, 1]: (T*B, H+I+1)^T (T*B, 4H). jaxseq's kernel does the same arithmetic as
+      one matmul per weight and a sum (`jaxseq.kernels._weight_gradients`).
     - adam: jaxseq's Adam update (`make_optimizer`, optax) and `optax.apply_updates` on the
       model's parameters.
 

@@ -1,0 +1,208 @@
+"""Where one jaxseq training step's time goes, op by op, under the JAX profiler (CPU).
+
+    python benchmarks/step_profile.py                                # the seed's size, float64
+    python benchmarks/step_profile.py --cell lstm,1,256,21,float32   # MODEL,B,H,T,DTYPE as peers.py
+
+Compiles `jaxseq.training.train_chunk` for one cell as benchmarks/peers.py does
+(`peers.JaxseqPeer`), times it unprofiled (median of --repeats runs of --steps steps, blocking
+on the losses), then runs the same steps under `jax.profiler.trace`. XLA's CPU runtime records
+one event per executed thunk (a fusion, a dot, a copy, a loop, a conditional); this script sums
+them per op, each as its own time (a loop's or conditional's nested thunks taken out, so what
+is left of one is its control: the condition, the iteration, the dispatch between thunks) and
+groups the ops:
+
+- in the time loops: every op inside a `while` that runs per time step (the recurrences), split
+  into the products with the recurrent weights (dots) and everything else (the gates'
+  elementwise fusions, slices, updates of the stacked outputs), with the thunks per iteration;
+- once per step: the rest (input projection, weight-gradient matmuls, head, loss, Adam);
+- control: what the loops and conditionals take beyond their nested thunks.
+
+Profiled times include the profiler's cost of recording each event, so the table gives both the
+profiled and the unprofiled step. The question it answers: how much of a small step is
+arithmetic, and how much is the number of thunks each time step runs. Writes
+benchmarks/results/step-profile-<cell>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import glob
+import gzip
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matrix import RESULTS  # noqa: E402
+from peers import MODELS, JaxseqPeer, parse_cell  # noqa: E402
+
+from jaxseq.options import positive_int  # noqa: E402
+from jaxseq.outputs import write_text  # noqa: E402
+
+CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other thunks
+
+
+def thunk_events(trace_dir: str) -> list[dict]:
+    """The trace's thunk events (those naming an HLO op), each with its own time ("self", us) and
+    the innermost loop it ran in ("loop": the while op's name, or None)."""
+    (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
+    events = [e for e in json.load(gzip.open(path))["traceEvents"] if "hlo_op" in e.get("args", {})]
+    by_thread = collections.defaultdict(list)
+    for e in events:
+        by_thread[e["tid"]].append(e)
+    out = []
+    for thread in by_thread.values():
+        thread.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[dict] = []  # enclosing thunks, outermost first
+        for e in thread:
+            while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
+                stack.pop()
+            e = dict(
+                e, self=e["dur"], loop=next((s["name"] for s in reversed(stack) if s["name"].startswith("while")), None)
+            )
+            if stack:
+                stack[-1]["self"] -= e["dur"]
+            stack.append(e)
+            out.append(e)
+    return out
+
+
+def is_container(name: str) -> bool:
+    return name.split(".")[0] in CONTAINERS
+
+
+def is_product(name: str) -> bool:
+    return "dot" in name or name.startswith("ynn_fusion")  # XLA's dots, and its XNNPACK-fused dots
+
+
+def summarize(events: list[dict], steps: int) -> dict:
+    """Per-step totals: groups (calls, us), the time loops (iterations, thunks per iteration, us),
+    and the top ops."""
+    per_op = collections.defaultdict(lambda: {"calls": 0, "us": 0.0, "loop": None})
+    for e in events:
+        op = per_op[e["name"]]
+        op["calls"] += 1
+        op["us"] += e["self"]
+        op["loop"] = e["loop"]
+    # a time loop runs at least once per training step (the chunk's own loop over steps runs once per call)
+    time_loops = {name for name, op in per_op.items() if name.startswith("while") and op["calls"] >= steps}
+    groups = collections.defaultdict(lambda: {"calls": 0.0, "us": 0.0})
+    loops = collections.defaultdict(lambda: {"thunks": 0.0, "us": 0.0, "iterations": 0.0})
+    for name, op in per_op.items():
+        calls, us = op["calls"] / steps, op["us"] / steps
+        if is_container(name):
+            group = "control (loops, conditionals)"
+        elif op["loop"] in time_loops:
+            group = "in the time loops: " + ("products" if is_product(name) else "other")
+            loop = loops[op["loop"]]
+            loop["thunks"] += calls
+            loop["us"] += us
+            loop["iterations"] = max(loop["iterations"], calls)
+        else:
+            group = "once per step: " + ("products" if is_product(name) else "other")
+        groups[group]["calls"] += calls
+        groups[group]["us"] += us
+    runs = {name: per_op[name]["calls"] / steps for name in loops}  # each time loop's runs per step
+    return {
+        "groups": dict(sorted(groups.items())),
+        "loops": {
+            name: dict(
+                runs_per_step=runs[name],
+                iterations=loop["iterations"] / runs[name],
+                thunks_per_iteration=loop["thunks"] / loop["iterations"],
+                us_per_iteration=loop["us"] / loop["iterations"],
+            )
+            for name, loop in sorted(loops.items())
+        },
+        "top": sorted(
+            ({"op": n, "calls": o["calls"] / steps, "us": o["us"] / steps} for n, o in per_op.items()),
+            key=lambda o: -o["us"],
+        )[:15],
+    }
+
+
+def markdown(report: dict) -> str:
+    s = report["summary"]
+    total = sum(g["us"] for g in s["groups"].values())
+    lines = [
+        f"# Where a training step's time goes: {report['cell']} ({report['date']})",
+        "",
+        f"`{report['command']}`; jax {report['jax']}, {report['nproc']} cores. Unprofiled: "
+        f"**{report['unprofiled_us']:.1f} us per step** (median of {report['repeats']} runs of "
+        f"{report['steps']} steps); profiled: {total:.1f} us per step (the profiler's own cost per "
+        "recorded thunk included).",
+        "",
+        "| where | thunks per step | profiled us per step | share |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {g['calls']:.0f} | {g['us']:.1f} | {100 * g['us'] / total:.0f}% |"
+            for name, g in s["groups"].items()
+        ),
+        "",
+        "| time loop | runs per step | iterations | thunks per iteration | profiled us per iteration |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {lp['runs_per_step']:.0f} | {lp['iterations']:.0f} | {lp['thunks_per_iteration']:.1f} | "
+            f"{lp['us_per_iteration']:.2f} |"
+            for name, lp in s["loops"].items()
+        ),
+        "",
+        "| op (top 15 by own time) | calls per step | profiled us per step |",
+        "|---|---:|---:|",
+        *(f"| {o['op']} | {o['calls']:.0f} | {o['us']:.1f} |" for o in s["top"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cell", type=parse_cell, default=("lstm", 1, 100, 21, "float64"), metavar="MODEL,B,H,T,DTYPE")
+    p.add_argument("--steps", type=positive_int, default=100, help="steps per compiled call and per run (%(default)s)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="unprofiled runs (%(default)s)")
+    args = p.parse_args(argv)
+    import jax
+
+    if jax.default_backend() != "cpu":
+        print(
+            "step_profile.py: profiles XLA's CPU runtime only; JAX's default device here is not the CPU",
+            file=sys.stderr,
+        )
+        return 2
+    model, batch, hidden, length, dtype = args.cell
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    peer = JaxseqPeer(model, batch, hidden, length, dtype, args.steps)
+    peer.run(2 * args.steps)  # warm up
+    unprofiled = statistics.median(peer.run(args.steps) / args.steps for _ in range(args.repeats))
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            peer.run(args.steps)
+        events = thunk_events(trace_dir)
+    label = f"{model},{batch},{hidden},{length},{dtype}"
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "command": " ".join(["python benchmarks/step_profile.py", *(sys.argv[1:] if argv is None else argv)]),
+        "cell": f"{MODELS[model][0].upper()} ({model}), batch {batch}, hidden {hidden}, length {length}, {dtype}",
+        "jax": jax.__version__,
+        "nproc": os.cpu_count(),
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "unprofiled_us": unprofiled * 1e6,
+        "summary": summarize(events, args.steps),
+    }
+    text = markdown(report)
+    print(text)
+    name = "step-profile-" + label.replace(",", "-")
+    write_text(RESULTS / f"{name}.json", json.dumps(report, indent=1) + "\n")
+    write_text(RESULTS / f"{name}.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
