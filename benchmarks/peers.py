@@ -129,8 +129,8 @@ class JaxseqPeer(JaxPeer):
         key = data_key(0)  # unused: every step sees the whole batch
         self.chunk, self.state = chunk, TrainState(params, tx.init(params))
         static = static_args(config, graphdef, tx, chunk)
-        compiled, self.compile_seconds = compile_timed(train_chunk, self.state, data, key, 0, chunk, **static)
-        self.call = lambda state: compiled(state, data, key, 0, chunk)
+        self.compiled, self.compile_seconds = compile_timed(train_chunk, self.state, data, key, 0, chunk, **static)
+        self.call = lambda state: self.compiled(state, data, key, 0, chunk)
 
 
 def adam_chunk(value_and_grad, chunk: int):

@@ -32,6 +32,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -48,28 +49,43 @@ CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other t
 
 
 def thunk_events(trace_dir: str) -> list[dict]:
-    """The trace's thunk events (those naming an HLO op), each with its own time ("self", us) and
-    the innermost loop it ran in ("loop": the while op's name, or None)."""
+    """The trace's thunk events (those naming an HLO op), each with its own time ("self", us): its
+    duration less that of the thunks nested in it on its thread."""
     (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
-    events = [e for e in json.load(gzip.open(path))["traceEvents"] if "hlo_op" in e.get("args", {})]
+    events = [
+        dict(e, self=e["dur"]) for e in json.load(gzip.open(path))["traceEvents"] if "hlo_op" in e.get("args", {})
+    ]
     by_thread = collections.defaultdict(list)
     for e in events:
         by_thread[e["tid"]].append(e)
-    out = []
     for thread in by_thread.values():
         thread.sort(key=lambda e: (e["ts"], -e["dur"]))
         stack: list[dict] = []  # enclosing thunks, outermost first
         for e in thread:
             while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
                 stack.pop()
-            e = dict(
-                e, self=e["dur"], loop=next((s["name"] for s in reversed(stack) if s["name"].startswith("while")), None)
-            )
             if stack:
                 stack[-1]["self"] -= e["dur"]
             stack.append(e)
-            out.append(e)
-    return out
+    return events
+
+
+def loop_of_op(hlo_text: str) -> dict[str, str]:
+    """{op name: the `while` op whose body computation holds it} from a compiled program's HLO
+    text (ops outside every loop body are not in it). Read from the program rather than from the
+    trace's timing, since XLA may finish a loop's thunks on other threads after the loop's own
+    event has ended."""
+    ops_of: dict[str, list[str]] = collections.defaultdict(list)  # computation -> its ops
+    body_of: dict[str, str] = {}  # while op -> its body computation
+    computation = None
+    for line in hlo_text.splitlines():
+        if head := re.match(r"(?:ENTRY )?%(\S+) .*\{$", line):
+            computation = head[1]
+        elif op := re.match(r"\s+(?:ROOT )?%(\S+) = ", line):
+            ops_of[computation].append(op[1])
+            if body := re.search(r" while\(.*\bbody=%([^,\s]+)", line):
+                body_of[op[1]] = body[1]
+    return {op: loop for loop, body in body_of.items() for op in ops_of[body]}
 
 
 def is_container(name: str) -> bool:
@@ -80,15 +96,15 @@ def is_product(name: str) -> bool:
     return "dot" in name or name.startswith("ynn_fusion")  # XLA's dots, and its XNNPACK-fused dots
 
 
-def summarize(events: list[dict], steps: int) -> dict:
+def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
     """Per-step totals: groups (calls, us), the time loops (iterations, thunks per iteration, us),
     and the top ops."""
-    per_op = collections.defaultdict(lambda: {"calls": 0, "us": 0.0, "loop": None})
+    per_op = collections.defaultdict(lambda: {"calls": 0, "us": 0.0})
     for e in events:
         op = per_op[e["name"]]
         op["calls"] += 1
         op["us"] += e["self"]
-        op["loop"] = e["loop"]
+        op["loop"] = loop_of.get(e["name"])
     # a time loop runs at least once per training step (the chunk's own loop over steps runs once per call)
     time_loops = {name for name, op in per_op.items() if name.startswith("while") and op["calls"] >= steps}
     groups = collections.defaultdict(lambda: {"calls": 0.0, "us": 0.0})
@@ -184,6 +200,7 @@ def main(argv=None) -> int:
         with jax.profiler.trace(trace_dir):
             peer.run(args.steps)
         events = thunk_events(trace_dir)
+    loop_of = loop_of_op(peer.compiled.as_text())
     label = f"{model},{batch},{hidden},{length},{dtype}"
     report = {
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
@@ -194,7 +211,7 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "repeats": args.repeats,
         "unprofiled_us": unprofiled * 1e6,
-        "summary": summarize(events, args.steps),
+        "summary": summarize(events, loop_of, args.steps),
     }
     text = markdown(report)
     print(text)
