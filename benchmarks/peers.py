@@ -20,7 +20,7 @@ The peers (`PEERS`), each timed on the same random batch with Adam (lr 1e-3) and
 - compile: the same with `torch.compile(model)` (inductor; Adam stays eager), at the thread count
   faster eager in that cell: with Dynamo's experimental `allow_rnn=True` where that runs, else the
   default, under which nn.LSTM/GRU is a graph break and runs eager (the table says which). Once
-  compiling with `allow_rnn` takes over --compile-limit, that cell and the rest of the run use
+  compiling with `allow_rnn` takes over --compile-limit, that cell and the model's later cells use
   the default; compile is skipped, with the reason, where compiling fails, or for the rest of the
   run once the default too takes over the limit.
 
@@ -412,7 +412,13 @@ def worker(kind: str) -> None:
                     import torch
 
                     torch.set_num_threads(request["threads"])
-                    peer = TorchPeer(*request["cell"], request["chunk"], True, request["allow_rnn"], request.get("why"))
+                    peer = TorchPeer(
+                        *request["cell"],
+                        request["chunk"],
+                        compiled=True,
+                        allow_rnn=request["allow_rnn"],
+                        why=request.get("why"),
+                    )
                 else:
                     peer = classes[name](*request["cell"], request["chunk"])
                 warm = peer.run(request["chunk"])
@@ -521,17 +527,15 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
                         worker_of(f"torch{n}").ask({"run": f"torch{n}", "steps": probe})["seconds"] / probe
                     )
             threads = min(probes, key=lambda n: statistics.median(probes[n])) if probes else 1
-            # allow_rnn until compiling with it once takes over --compile-limit (longer cells would
-            # take longer), then the default; no compile at all once that too takes over the limit
-            skipped = "allow_rnn" in skip_compile
-            outcome = "not tried" if skipped else build("compile", threads=threads, allow_rnn=True)
+            # allow_rnn until compiling with it (and its fallback) once takes over --compile-limit
+            # for this model (its longer cells would take longer), then the default; no compile at
+            # all once that too takes over the limit
+            slow = skip_compile.setdefault("allow_rnn", {})  # model -> why allow_rnn is not tried
+            outcome = "not tried" if model in slow else build("compile", threads=threads, allow_rnn=True)
             if outcome == "timeout":
-                skip_compile["allow_rnn"] = (
-                    f"compiling with it took over {args.compile_limit:.0f} s at {cell_label(cell)}"
-                )
+                slow[model] = f"compiling with it took over {args.compile_limit:.0f} s at {cell_label(cell)}"
             if outcome in ("timeout", "not tried"):
-                why = skip_compile["allow_rnn"]
-                if build("compile", threads=threads, allow_rnn=False, why=why) == "timeout":
+                if build("compile", threads=threads, allow_rnn=False, why=slow[model]) == "timeout":
                     skip_compile["reason"] = f"compiling took over {args.compile_limit:.0f} s (cell {cell_label(cell)})"
             if "steps" in result["peers"]["compile"]:
                 result["peers"]["compile"]["threads"] = threads
@@ -797,7 +801,8 @@ def main(argv=None) -> int:
         "--compile-limit",
         type=float,
         default=240.0,
-        help="seconds torch.compile's first steps may take before it is skipped for the rest of the run (%(default)s)",
+        help="seconds torch.compile's first steps may take: past it allow_rnn is dropped for the model, "
+        "and past it without allow_rnn compile is skipped for the rest of the run (%(default)s)",
     )
     p.add_argument("--name", default=None, help="results file stem (peers; peers-<groups> for --cells, peers-cells)")
     args = p.parse_args(argv)

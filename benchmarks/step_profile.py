@@ -17,9 +17,10 @@ groups the ops:
 - once per step: the rest (input projection, weight-gradient matmuls, head, loss, Adam);
 - control: what the loops and conditionals take beyond their nested thunks.
 
-Profiled times include the profiler's cost of recording each event, so the table gives both the
-profiled and the unprofiled step. The question it answers: how much of a small step is
-arithmetic, and how much is the number of thunks each time step runs. Writes
+Recorded times include the profiler's cost of recording each event, and leave out time spent in
+no thunk, so the report gives the unprofiled step beside them and shares of the recorded time.
+The question it answers: how much of a small step is arithmetic, and how much is the number of
+thunks each time step runs (a count fixed by the compiled program). Writes
 benchmarks/results/step-profile-<cell>.md and .json.
 """
 
@@ -45,16 +46,28 @@ from peers import MODELS, JaxseqPeer, parse_cell  # noqa: E402
 from jaxseq.options import positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
 
+
+def at_least_two(text: str) -> int:
+    """--steps: a time loop is told from the chunk's own loop by running at least once per step,
+    which the chunk's loop also does when a call is one step."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2; got {text!r}")
+    return value
+
+
 CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other thunks
 
 
-def thunk_events(trace_dir: str) -> list[dict]:
-    """The trace's thunk events (those naming an HLO op), each with its own time ("self", us): its
+def thunk_events(trace_dir: str, module: str) -> list[dict]:
+    """The trace's thunk events of HLO module `module`, each with its own time ("self", us): its
     duration less that of the thunks nested in it on its thread."""
-    (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
-    events = [
-        dict(e, self=e["dur"]) for e in json.load(gzip.open(path))["traceEvents"] if "hlo_op" in e.get("args", {})
-    ]
+    paths = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
+    if len(paths) != 1:
+        raise RuntimeError(f"expected one trace file under {trace_dir}, found {len(paths)}")
+    with gzip.open(paths[0]) as f:
+        trace = json.load(f)["traceEvents"]
+    events = [dict(e, self=e["dur"]) for e in trace if e.get("args", {}).get("hlo_module") == module]
     by_thread = collections.defaultdict(list)
     for e in events:
         by_thread[e["tid"]].append(e)
@@ -85,6 +98,8 @@ def loop_of_op(hlo_text: str) -> dict[str, str]:
             ops_of[computation].append(op[1])
             if body := re.search(r" while\(.*\bbody=%([^,\s]+)", line):
                 body_of[op[1]] = body[1]
+    if not body_of:
+        raise RuntimeError("no while loop found in the compiled program's HLO text")
     return {op: loop for loop, body in body_of.items() for op in ops_of[body]}
 
 
@@ -150,17 +165,18 @@ def markdown(report: dict) -> str:
         "",
         f"`{report['command']}`; jax {report['jax']}, {report['nproc']} cores. Unprofiled: "
         f"**{report['unprofiled_us']:.1f} us per step** (median of {report['repeats']} runs of "
-        f"{report['steps']} steps); profiled: {total:.1f} us per step (the profiler's own cost per "
-        "recorded thunk included).",
+        f"{report['steps']} steps); recorded under the profiler: {total:.1f} us of thunk time per step "
+        "(each thunk's own time, the profiler's cost of recording it included; time in no thunk, and "
+        "thunks running side by side on the pool's threads, make this differ from the step's).",
         "",
-        "| where | thunks per step | profiled us per step | share |",
+        "| where | thunks per step | recorded us per step | share of recorded |",
         "|---|---:|---:|---:|",
         *(
             f"| {name} | {g['calls']:.0f} | {g['us']:.1f} | {100 * g['us'] / total:.0f}% |"
             for name, g in s["groups"].items()
         ),
         "",
-        "| time loop | runs per step | iterations | thunks per iteration | profiled us per iteration |",
+        "| time loop | runs per step | iterations | thunks per iteration | recorded us per iteration |",
         "|---|---:|---:|---:|---:|",
         *(
             f"| {name} | {lp['runs_per_step']:.0f} | {lp['iterations']:.0f} | {lp['thunks_per_iteration']:.1f} | "
@@ -168,7 +184,7 @@ def markdown(report: dict) -> str:
             for name, lp in s["loops"].items()
         ),
         "",
-        "| op (top 15 by own time) | calls per step | profiled us per step |",
+        "| op (top 15 by own time) | calls per step | recorded us per step |",
         "|---|---:|---:|",
         *(f"| {o['op']} | {o['calls']:.0f} | {o['us']:.1f} |" for o in s["top"]),
         "",
@@ -179,7 +195,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cell", type=parse_cell, default=("lstm", 1, 100, 21, "float64"), metavar="MODEL,B,H,T,DTYPE")
-    p.add_argument("--steps", type=positive_int, default=100, help="steps per compiled call and per run (%(default)s)")
+    p.add_argument("--steps", type=at_least_two, default=100, help="steps per call and per run, >= 2 (%(default)s)")
     p.add_argument("--repeats", type=positive_int, default=7, help="unprofiled runs (%(default)s)")
     args = p.parse_args(argv)
     import jax
@@ -196,11 +212,13 @@ def main(argv=None) -> int:
     peer = JaxseqPeer(model, batch, hidden, length, dtype, args.steps)
     peer.run(2 * args.steps)  # warm up
     unprofiled = statistics.median(peer.run(args.steps) / args.steps for _ in range(args.repeats))
+    hlo_text = peer.compiled.as_text()
+    module = re.match(r"HloModule (\w+)", hlo_text)[1]
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):
             peer.run(args.steps)
-        events = thunk_events(trace_dir)
-    loop_of = loop_of_op(peer.compiled.as_text())
+        events = thunk_events(trace_dir, module)
+    loop_of = loop_of_op(hlo_text)
     label = f"{model},{batch},{hidden},{length},{dtype}"
     report = {
         "date": datetime.datetime.now().isoformat(timespec="minutes"),

@@ -80,9 +80,8 @@ def _weight_gradients(dgates_TxBxG, *z_TxBxK):
 
     Each dW leaves its matmul as (G, K), the layout torch stores and Adam reads next. A (K, G)
     product transposed afterwards made XLA fuse a strided transpose of the whole gradient into
-    each of Adam's moment updates (`benchmarks/peers.py`, batch 1, hidden 256, float32, 2026-12-01:
-    2.385 ms per training step before, 1.263 ms after), and one matmul over [z_1, z_2, 1] costs
-    a concatenation and slices.
+    each of Adam's moment updates (`benchmarks/peers.py`, batch 1, hidden 256, length 21, 2026-12-01:
+    jaxseq went from 0.88x to 1.08x stock Flax's speed in float32, from 0.93x to 1.28x in float64).
     """
     dgates_NxG = dgates_TxBxG.reshape(-1, dgates_TxBxG.shape[-1])
     dws = [jnp.einsum("ng,nk->gk", dgates_NxG, z.reshape(dgates_NxG.shape[0], -1)) for z in z_TxBxK]
