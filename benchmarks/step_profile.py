@@ -43,17 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS  # noqa: E402
 from peers import MODELS, JaxseqPeer, parse_cell  # noqa: E402
 
-from jaxseq.options import positive_int  # noqa: E402
+from jaxseq.options import option_type, positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
 
-
-def at_least_two(text: str) -> int:
-    """--steps: a time loop is told from the chunk's own loop by running at least once per step,
-    which the chunk's loop also does when a call is one step."""
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2; got {text!r}")
-    return value
+# --steps: a time loop is told from the chunk's own loop by running at least once per step, which
+# the chunk's loop also does when a call is one step
+at_least_two = option_type(int, lambda v: v >= 2, "an integer of at least 2")
 
 
 CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other thunks
