@@ -16,7 +16,9 @@ The peers (`PEERS`), each timed on the same random batch with Adam (lr 1e-3) and
 - scan: torch's two-bias cell written plainly (`x W_ih^T + b_ih + h W_hh^T + b_hh` each step),
   autodiff through `lax.scan`, `optax.adam`, `chunk` steps in one jitted `lax.scan`.
 - torch1, torch2: `torchseq.train.train` (nn.LSTM/GRU + nn.Linear, torch.optim.Adam, eager) with
-  1 and 2 intra-op threads. The ratio against torch is taken against the faster of the two.
+  1 and 2 intra-op threads. The ratio against torch is taken against the faster of the two. The
+  tables say per cell what ran torch's recurrent layer (`TorchPeer.recurrent_kernel`): oneDNN's
+  fused RNN primitive, or separate ATen ops per time step.
 - compile: the same with `torch.compile(model)` (inductor; Adam stays eager), at the thread count
   faster eager in that cell: with Dynamo's experimental `allow_rnn=True` where that runs, else the
   default, under which nn.LSTM/GRU is a graph break and runs eager (the table says which). Once
@@ -170,9 +172,9 @@ class ScannedPeer(JaxPeer):
         tx, jitted = adam_chunk(value_and_grad, chunk)
         self.chunk, self.state = chunk, (params, tx.init(params), rest)
         start = time.perf_counter()
-        compiled = jitted.lower(self.state, x, y).compile()
+        self.compiled = jitted.lower(self.state, x, y).compile()
         self.compile_seconds = time.perf_counter() - start
-        self.call = lambda state: compiled(state, x, y)
+        self.call = lambda state: self.compiled(state, x, y)
 
 
 class FlaxModel:
@@ -321,6 +323,20 @@ class TorchPeer:
             start = time.perf_counter()
             self.note = self.compile_model(allow_rnn, why)
             self.compile_seconds = time.perf_counter() - start  # Dynamo and inductor, and one step
+        else:
+            self.note = self.recurrent_kernel()
+
+    def recurrent_kernel(self) -> str:
+        """What ran the recurrent layer in one training step, from torch's profiler: on the CPU torch
+        sends some LSTM and GRU layers (float32 here) to oneDNN's fused RNN primitive, forward and
+        backward, and runs the rest as separate ATen ops per time step."""
+        import torch
+
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            self.run(1)
+        if any(e.name == "aten::mkldnn_rnn_layer" for e in profile.events()):
+            return "the recurrent layer is oneDNN's fused RNN (aten::mkldnn_rnn_layer and its backward)"
+        return "the recurrent layer is separate ATen ops per time step (no fused RNN kernel)"
 
     def compile_model(self, allow_rnn: bool, why: str | None) -> str:
         """Wraps the model in `torch.compile`: first (if `allow_rnn`) with Dynamo's experimental

@@ -2,14 +2,15 @@
 
     python benchmarks/step_profile.py                                # the seed's size, float64
     python benchmarks/step_profile.py --cell lstm,1,256,21,float32   # MODEL,B,H,T,DTYPE as peers.py
+    python benchmarks/step_profile.py --peer flax                    # a JAX peer of peers.py instead
 
 Compiles `jaxseq.training.train_chunk` for one cell as benchmarks/peers.py does
-(`peers.JaxseqPeer`), times it unprofiled (median of --repeats runs of --steps steps, blocking
-on the losses), then runs the same steps under `jax.profiler.trace`. XLA's CPU runtime records
-one event per executed thunk (a fusion, a dot, a copy, a loop, a conditional); this script sums
-them per op, each as its own time (a loop's or conditional's nested thunks taken out, so what
-is left of one is its control: the condition, the iteration, the dispatch between thunks) and
-groups the ops:
+(`peers.JaxseqPeer`; with --peer, that JAX peer's program), times it unprofiled (median of
+--repeats runs of --steps steps, blocking on the losses), then runs the same steps under
+`jax.profiler.trace`. XLA's CPU runtime records one event per executed thunk (a fusion, a dot,
+a copy, a loop, a conditional); this script sums them per op, each as its own time (a loop's or
+conditional's nested thunks taken out, so what is left of one is its control: the condition, the
+iteration, the dispatch between thunks) and groups the ops:
 
 - in the time loops: every op inside a `while` that runs per time step (the recurrences), split
   into the products with the recurrent weights (dots) and everything else (the gates'
@@ -17,11 +18,15 @@ groups the ops:
 - once per step: the rest (input projection, weight-gradient matmuls, head, loss, Adam);
 - control: what the loops and conditionals take beyond their nested thunks.
 
-Recorded times include the profiler's cost of recording each event, and leave out time spent in
-no thunk, so the report gives the unprofiled step beside them and shares of the recorded time.
-The question it answers: how much of a small step is arithmetic, and how much is the number of
+XLA runs a large dot as an asynchronous thunk: its event ends once the product is handed to the
+thread pool, and the product's time shows as a stretch with no thunk running before the first
+thunk that reads its result. So each such stretch is added to the dot that thunk reads (the
+dot's time is its event's and the wait for its result), and the stretches before thunks that
+read no dot are their own row (dispatch between thunks). Recorded times include the profiler's
+cost of recording each event, so the report gives the unprofiled step beside them. The
+question it answers: how much of a small step is arithmetic, and how much is the number of
 thunks each time step runs (a count fixed by the compiled program). Writes
-benchmarks/results/step-profile-<cell>.md and .json.
+benchmarks/results/step-profile-[<peer>-]<cell>.md and .json.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS  # noqa: E402
-from peers import MODELS, JaxseqPeer, parse_cell  # noqa: E402
+from peers import MODELS, FlaxPeer, JaxseqPeer, ScanPeer, parse_cell  # noqa: E402
 
 from jaxseq.options import option_type, positive_int  # noqa: E402
 from jaxseq.outputs import write_text  # noqa: E402
@@ -51,6 +56,8 @@ from jaxseq.outputs import write_text  # noqa: E402
 at_least_two = option_type(int, lambda v: v >= 2, "an integer of at least 2")
 
 
+JAX_PEERS = {"jaxseq": JaxseqPeer, "flax": FlaxPeer, "scan": ScanPeer}
+BETWEEN = "no thunk running, before thunks that read no dot (count: stretches)"
 CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other thunks
 
 
@@ -98,6 +105,27 @@ def loop_of_op(hlo_text: str) -> dict[str, str]:
     return {op: loop for loop, body in body_of.items() for op in ops_of[body]}
 
 
+def operands_of(hlo_text: str) -> dict[str, list[str]]:
+    """{op name: the names its operands and called computations mention} from the HLO text."""
+    return {
+        op[1]: re.findall(r"%([\w.\-]+)", op[2])
+        for op in re.finditer(r"^\s+(?:ROOT )?%(\S+) = [^(]*\((.*)$", hlo_text, re.MULTILINE)
+    }
+
+
+def add_waits(events: list[dict], operands: dict[str, list[str]]) -> list[dict]:
+    """Each stretch in which no thunk was recorded running, as an event: charged to the dot that the
+    next thunk to start reads (the wait for an asynchronous dot's result), else to "between thunks"."""
+    leaves = sorted((e for e in events if not is_container(e["name"])), key=lambda e: e["ts"])
+    waits, end = [], None
+    for e in leaves:
+        if end is not None and e["ts"] > end:
+            dots = [name for name in operands.get(e["name"], []) if is_product(name)]
+            waits.append({"name": dots[0] if dots else BETWEEN, "self": e["ts"] - end, "wait": bool(dots)})
+        end = max(end, e["ts"] + e["dur"]) if end is not None else e["ts"] + e["dur"]
+    return waits
+
+
 def is_container(name: str) -> bool:
     return name.split(".")[0] in CONTAINERS
 
@@ -112,7 +140,7 @@ def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
     per_op = collections.defaultdict(lambda: {"calls": 0, "us": 0.0})
     for e in events:
         op = per_op[e["name"]]
-        op["calls"] += 1
+        op["calls"] += 0 if e.get("wait") else 1  # a dot's wait is not a call of it
         op["us"] += e["self"]
         op["loop"] = loop_of.get(e["name"])
     # a time loop runs at least once per training step (the chunk's own loop over steps runs once per call)
@@ -123,6 +151,8 @@ def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
         calls, us = op["calls"] / steps, op["us"] / steps
         if is_container(name):
             group = "control (loops, conditionals)"
+        elif name == BETWEEN:
+            group = BETWEEN
         elif op["loop"] in time_loops:
             group = "in the time loops: " + ("products" if is_product(name) else "other")
             loop = loops[op["loop"]]
@@ -160,9 +190,12 @@ def markdown(report: dict) -> str:
         "",
         f"`{report['command']}`; jax {report['jax']}, {report['nproc']} cores. Unprofiled: "
         f"**{report['unprofiled_us']:.1f} us per step** (median of {report['repeats']} runs of "
-        f"{report['steps']} steps); recorded under the profiler: {total:.1f} us of thunk time per step "
-        "(each thunk's own time, the profiler's cost of recording it included; time in no thunk, and "
-        "thunks running side by side on the pool's threads, make this differ from the step's).",
+        f"{report['steps']} steps), {report['profiled_us']:.1f} us under the profiler; recorded there: "
+        f"{total:.1f} us per step, each thunk's "
+        "own time (the profiler's cost of recording it included) and the stretches with no thunk "
+        "running (a dot's row includes the wait for its result, as XLA runs large dots "
+        "asynchronously); thunks running side by side on the pool's threads make this differ from "
+        "the step's.",
         "",
         "| where | thunks per step | recorded us per step | share of recorded |",
         "|---|---:|---:|---:|",
@@ -192,6 +225,7 @@ def main(argv=None) -> int:
     p.add_argument("--cell", type=parse_cell, default=("lstm", 1, 100, 21, "float64"), metavar="MODEL,B,H,T,DTYPE")
     p.add_argument("--steps", type=at_least_two, default=100, help="steps per call and per run, >= 2 (%(default)s)")
     p.add_argument("--repeats", type=positive_int, default=7, help="unprofiled runs (%(default)s)")
+    p.add_argument("--peer", choices=JAX_PEERS, default="jaxseq", help="which JAX peer of peers.py (%(default)s)")
     args = p.parse_args(argv)
     import jax
 
@@ -204,31 +238,34 @@ def main(argv=None) -> int:
     model, batch, hidden, length, dtype = args.cell
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    peer = JaxseqPeer(model, batch, hidden, length, dtype, args.steps)
+    peer = JAX_PEERS[args.peer](model, batch, hidden, length, dtype, args.steps)
     peer.run(2 * args.steps)  # warm up
     unprofiled = statistics.median(peer.run(args.steps) / args.steps for _ in range(args.repeats))
     hlo_text = peer.compiled.as_text()
     module = re.match(r"HloModule (\w+)", hlo_text)[1]
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):
-            peer.run(args.steps)
+            profiled = peer.run(args.steps)
         events = thunk_events(trace_dir, module)
+    events += add_waits(events, operands_of(hlo_text))
     loop_of = loop_of_op(hlo_text)
     label = f"{model},{batch},{hidden},{length},{dtype}"
     report = {
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
         "command": " ".join(["python benchmarks/step_profile.py", *(sys.argv[1:] if argv is None else argv)]),
-        "cell": f"{MODELS[model][0].upper()} ({model}), batch {batch}, hidden {hidden}, length {length}, {dtype}",
+        "cell": f"{args.peer}, {MODELS[model][0].upper()} ({model}), batch {batch}, hidden {hidden}, "
+        f"length {length}, {dtype}",
         "jax": jax.__version__,
         "nproc": os.cpu_count(),
         "steps": args.steps,
         "repeats": args.repeats,
         "unprofiled_us": unprofiled * 1e6,
+        "profiled_us": profiled / args.steps * 1e6,
         "summary": summarize(events, loop_of, args.steps),
     }
     text = markdown(report)
     print(text)
-    name = "step-profile-" + label.replace(",", "-")
+    name = "step-profile-" + ("" if args.peer == "jaxseq" else f"{args.peer}-") + label.replace(",", "-")
     write_text(RESULTS / f"{name}.json", json.dumps(report, indent=1) + "\n")
     write_text(RESULTS / f"{name}.md", text)
     return 0

@@ -54,24 +54,33 @@ def recurrent_products(w_hh_4HxH):
     )
 
 
-def _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
-    """The recurrence, saving what the backward pass needs: (h_TxBxH, c_TxBxH, act_TxBx4H)."""
+def _step_inputs(x_TxBxI, w_ih_GxI, b_G):
+    """(xs_TxBxK, project): what the time scan reads per step, and how it makes xw_t = x_t W_ih^T + b.
+
+    With one input feature (the task's), the projection is a broadcast multiply-add that XLA
+    fuses into each step's gate activations, so the scan reads x (T, B, 1); otherwise it is one
+    matmul over all steps beforehand, and the scan reads xw (T, B, G).
+    """
+    if x_TxBxI.shape[-1] == 1:
+        return x_TxBxI, lambda x_Bx1: x_Bx1 * w_ih_GxI[:, 0] + b_G
+    return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_GxI) + b_G, lambda xw_BxG: xw_BxG
+
+
+def _lstm_scan(x_TxBxI, w_ih_4HxI, b_4H, w_hh_4HxH, h0_BxH, c0_BxH):
+    """The recurrence, saving what the backward pass needs: ((h_T, c_T), (h_TxBxH, c_prev_TxBxH,
+    act_TxBx4H)), with c_prev_t = c_{t-1}, the state each step starts from."""
     times_w_hh_T, _ = recurrent_products(w_hh_4HxH)
+    xs_TxBxK, project = _step_inputs(x_TxBxI, w_ih_4HxI, b_4H)
 
-    def step(carry, xw_Bx4H):
-        h_BxH, c_BxH = carry
-        act_Bx4H = gate_activations(xw_Bx4H + times_w_hh_T(h_BxH))
+    def step(carry, xs_BxK):
+        h_BxH, c_prev_BxH = carry
+        act_Bx4H = gate_activations(project(xs_BxK) + times_w_hh_T(h_BxH))
         i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
-        c_BxH = f * c_BxH + i * g
+        c_BxH = f * c_prev_BxH + i * g
         h_BxH = o * jnp.tanh(c_BxH)
-        return (h_BxH, c_BxH), (h_BxH, c_BxH, act_Bx4H)
+        return (h_BxH, c_BxH), (h_BxH, c_prev_BxH, act_Bx4H)
 
-    _, (h_TxBxH, c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (h0_BxH, c0_BxH), xw_TxBx4H)
-    return h_TxBxH, c_TxBxH, act_TxBx4H
-
-
-def _input_projection(x_TxBxI, w_ih_4HxI, b_4H):
-    return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + b_4H
+    return jax.lax.scan(step, (h0_BxH, c0_BxH), xs_TxBxK)
 
 
 def _weight_gradients(dgates_TxBxG, *z_TxBxK):
@@ -88,77 +97,97 @@ def _weight_gradients(dgates_TxBxG, *z_TxBxK):
     return *dws, jnp.sum(dgates_NxG, axis=0)
 
 
+def _final_state(state_T_BxH, before_TxBxH, last_B):
+    """Each sequence's state after its step last_B[b], from the states before every step and the
+    one after the last: before[last + 1] if last < T - 1, else state_T. With last_B None, state_T."""
+    if last_B is None:
+        return state_T_BxH
+    T = before_TxBxH.shape[0]
+    after_last_BxH = before_TxBxH[jnp.minimum(last_B + 1, T - 1), jnp.arange(last_B.shape[0])]
+    return jnp.where((last_B == T - 1)[:, None], state_T_BxH, after_last_BxH)
+
+
 @jax.custom_vjp
-def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH):
-    """One LSTM direction over a time-major sequence. Returns (h_TxBxH, c_TxBxH): every step's state.
+def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
+    """One LSTM direction over a time-major sequence. Returns (h_TxBxH, c_n_BxH): every step's h,
+    and each sequence's c after its step last_B[b] (after the last step when last_B is None).
 
     The input projection xw_t = x_t W_ih^T + b_ih + b_hh does not depend on the state, so it is
-    one matmul over all steps; then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
+    one matmul over all steps (`_step_inputs`); then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
     c_t = s(f) c_{t-1} + s(i) tanh(g); h_t = s(o) tanh(c_t), with s = sigmoid.
 
-    Every step's c is returned (not only the last) so that a caller with sequences of several
-    lengths can take each one's final state at its own last step.
+    Only the final c leaves the kernel (h is every step's output anyway): a (T, B, H) c output
+    would cost a (T, B, H) zero cotangent in every backward pass whose loss does not read it.
     """
-    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
-    h_TxBxH, c_TxBxH, _ = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
-    return h_TxBxH, c_TxBxH
+    (_, c_T_BxH), (h_TxBxH, c_prev_TxBxH, _) = _lstm_scan(
+        x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH
+    )
+    return h_TxBxH, _final_state(c_T_BxH, c_prev_TxBxH, last_B)
 
 
-def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH):
-    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
-    h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
-    residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH)
-    return (h_TxBxH, c_TxBxH), residuals
+def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
+    (_, c_T_BxH), (h_TxBxH, c_prev_TxBxH, act_TxBx4H) = _lstm_scan(
+        x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH
+    )
+    residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_prev_TxBxH, c_T_BxH, act_TxBx4H, h0_BxH, last_B)
+    return (h_TxBxH, _final_state(c_T_BxH, c_prev_TxBxH, last_B)), residuals
 
 
 def _lstm_direction_bwd(residuals, cotangents):
     """Backpropagation through time. With dh_t the gradient reaching h_t (from the outputs and
-    from step t+1) and dc_t the one reaching c_t (from the outputs and from step t+1):
+    from step t+1) and dc_t the one reaching c_t (from step t+1, and from c_n at t = last_B):
 
         dc_t += dh_t s(o) (1 - tanh(c_t)^2)
         dgates_t = [dc_t tanh(g) s(i)(1 - s(i)),  dc_t c_{t-1} s(f)(1 - s(f)),
                     dc_t s(i) (1 - tanh(g)^2),    dh_t tanh(c_t) s(o)(1 - s(o))]
         dh_{t-1} += dgates_t W_hh,   dc_{t-1} += dc_t s(f)
 
-    Then, summing over (t, b) after the scan (`_weight_gradients`, one matmul per weight):
+    The reverse scan carries c_t (c_T at first, then each step's c_{t-1}), so that the forward
+    saves each c once. Then, summing over (t, b) after the scan (`_weight_gradients`, one matmul
+    per weight):
 
         dW_hh = sum_t dgates_t^T h_{t-1},   dW_ih = sum_t dgates_t^T x_t,   db = sum_t dgates_t
 
     and db_ih = db_hh = db; dx_t = dgates_t W_ih.
     """
-    x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH = residuals
-    dh_TxBxH, dc_TxBxH = cotangents
-    H = w_hh_4HxH.shape[1]
+    x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_prev_TxBxH, c_T_BxH, act_TxBx4H, h0_BxH, last_B = residuals
+    dh_TxBxH, dc_n_BxH = cotangents
+    T, H = h_TxBxH.shape[0], w_hh_4HxH.shape[1]
     is_g_4H = jnp.arange(4 * H) // H == 2
     _, times_w_hh = recurrent_products(w_hh_4HxH)
-    c_prev_TxBxH = jnp.concatenate([c0_BxH[None], c_TxBxH[:-1]])
+    zeros_BxH = jnp.zeros_like(h0_BxH)
+    if last_B is None:  # c_n is c_T: its gradient enters at the last step
+        dc_T_BxH, is_last_TxB = dc_n_BxH, None
+    else:  # c_n is each sequence's c at its last valid step: its gradient enters there
+        dc_T_BxH, is_last_TxB = zeros_BxH, jnp.arange(T)[:, None] == last_B[None, :]
 
     def step(carry, xs):
-        dh_next_BxH, dc_next_BxH = carry  # the parts of dh_t and dc_t coming from step t+1
-        dh_out_BxH, dc_out_BxH, act_Bx4H, c_BxH, c_prev_BxH = xs
+        dh_next_BxH, dc_next_BxH, c_BxH = carry  # the parts of dh_t and dc_t coming from step t+1; c_t
+        dh_out_BxH, act_Bx4H, c_prev_BxH, is_last_B = xs
         i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
         dh_BxH = dh_out_BxH + dh_next_BxH
+        if is_last_B is not None:
+            dc_next_BxH = dc_next_BxH + jnp.where(is_last_B[:, None], dc_n_BxH, 0)
         tanh_c_BxH = jnp.tanh(c_BxH)
-        dc_BxH = dc_out_BxH + dc_next_BxH + dh_BxH * o * (1 - tanh_c_BxH * tanh_c_BxH)
+        dc_BxH = dc_next_BxH + dh_BxH * o * (1 - tanh_c_BxH * tanh_c_BxH)
         # All four blocks in one elementwise pass: dgates = upstream * other * slope(act)
         upstream_Bx4H = jnp.concatenate([dc_BxH, dc_BxH, dc_BxH, dh_BxH], axis=-1)
         other_Bx4H = jnp.concatenate([g, c_prev_BxH, i, tanh_c_BxH], axis=-1)
         slope_Bx4H = jnp.where(is_g_4H, 1 - act_Bx4H * act_Bx4H, act_Bx4H * (1 - act_Bx4H))
         dgates_Bx4H = upstream_Bx4H * other_Bx4H * slope_Bx4H
         dh_prev_BxH = times_w_hh(dgates_Bx4H)
-        return (dh_prev_BxH, dc_BxH * f), dgates_Bx4H
+        return (dh_prev_BxH, dc_BxH * f, c_prev_BxH), dgates_Bx4H
 
-    zeros_BxH = jnp.zeros_like(h0_BxH)
-    (dh0_BxH, dc0_BxH), dgates_TxBx4H = jax.lax.scan(
+    (dh0_BxH, dc0_BxH, _), dgates_TxBx4H = jax.lax.scan(
         step,
-        (zeros_BxH, zeros_BxH),
-        (dh_TxBxH, dc_TxBxH, act_TxBx4H, c_TxBxH, c_prev_TxBxH),
+        (zeros_BxH, dc_T_BxH, c_T_BxH),
+        (dh_TxBxH, act_TxBx4H, c_prev_TxBxH, is_last_TxB),
         reverse=True,
     )
     h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
     dw_hh_4HxH, dw_ih_4HxI, db_4H = _weight_gradients(dgates_TxBx4H, h_prev_TxBxH, x_TxBxI)
     dx_TxBxI = jnp.einsum("tbg,gi->tbi", dgates_TxBx4H, w_ih_4HxI).astype(x_TxBxI.dtype)
-    return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH
+    return dx_TxBxI, dw_ih_4HxI, dw_hh_4HxH, db_4H, db_4H, dh0_BxH, dc0_BxH, None
 
 
 lstm_direction.defvjp(_lstm_direction_fwd, _lstm_direction_bwd)
@@ -167,13 +196,15 @@ lstm_direction.defvjp(_lstm_direction_fwd, _lstm_direction_bwd)
 # ----------------------------------------------------------------------------- GRU
 
 
-def _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH):
+def _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH):
     """The recurrence, saving what the backward pass needs: (h_TxBxH, saved_TxBx4H) with saved =
     [s(r), s(z), n, h W_hn^T + b_hn] per step."""
     times_w_hh_T, _ = recurrent_products(w_hh_3HxH)
+    xs_TxBxK, project = _step_inputs(x_TxBxI, w_ih_3HxI, b_ih_3H)
     H = h0_BxH.shape[-1]
 
-    def step(h_BxH, xw_Bx3H):
+    def step(h_BxH, xs_BxK):
+        xw_Bx3H = project(xs_BxK)
         hw_Bx3H = times_w_hh_T(h_BxH) + b_hh_3H
         rz_Bx2H = 0.5 + 0.5 * jnp.tanh(0.5 * (xw_Bx3H[:, : 2 * H] + hw_Bx3H[:, : 2 * H]))  # sigmoid
         r_BxH, z_BxH = rz_Bx2H[:, :H], rz_Bx2H[:, H:]
@@ -182,7 +213,7 @@ def _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH):
         h_BxH = n_BxH + z_BxH * (h_BxH - n_BxH)
         return h_BxH, (h_BxH, jnp.concatenate([rz_Bx2H, n_BxH, hw_n_BxH], axis=-1))
 
-    _, (h_TxBxH, saved_TxBx4H) = jax.lax.scan(step, h0_BxH, xw_TxBx3H)
+    _, (h_TxBxH, saved_TxBx4H) = jax.lax.scan(step, h0_BxH, xs_TxBxK)
     return h_TxBxH, saved_TxBx4H
 
 
@@ -190,17 +221,16 @@ def _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH):
 def gru_direction(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
     """One GRU direction over a time-major sequence. Returns h_TxBxH: every step's state.
 
-    xw_t = x_t W_ih^T + b_ih is one matmul over all steps; then for t = 1..T, with
+    xw_t = x_t W_ih^T + b_ih is one matmul over all steps (`_step_inputs`); then for t = 1..T, with
     hw = h_{t-1} W_hh^T + b_hh (torch's formulas, see `recurrent.GRU`):
     r, z = s(xw_r + hw_r), s(xw_z + hw_z); n = tanh(xw_n + r hw_n); h_t = n + z (h_{t-1} - n).
     """
-    h_TxBxH, _ = _gru_scan(_input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H), w_hh_3HxH, b_hh_3H, h0_BxH)
+    h_TxBxH, _ = _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH)
     return h_TxBxH
 
 
 def _gru_direction_fwd(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
-    xw_TxBx3H = _input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H)
-    h_TxBxH, saved_TxBx4H = _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH)
+    h_TxBxH, saved_TxBx4H = _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH)
     return h_TxBxH, (x_TxBxI, w_ih_3HxI, w_hh_3HxH, h_TxBxH, saved_TxBx4H, h0_BxH)
 
 

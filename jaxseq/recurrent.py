@@ -386,14 +386,14 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
         zeros_G = jnp.zeros(weights["weight_ih"].shape[:1], x_TxBxF.dtype)  # bias=False
         if valid_TxB is not None:
             x_TxBxF = jnp.where(valid_TxB[..., None], x_TxBxF, 0)
+        last_B = None if lengths_B is None else lengths_B - 1  # each sequence's last valid step
         args = [x_TxBxF, weights["weight_ih"], weights["weight_hh"]]
         args += [weights.get("bias_ih", zeros_G), weights.get("bias_hh", zeros_G), h0_BxHo]
-        h_TxBxH, c_TxBxH = kernel(*args, c0_BxH) if mode == "LSTM" else (kernel(*args), None)
+        h_TxBxH, c_n_BxH = kernel(*args, c0_BxH, last_B) if mode == "LSTM" else (kernel(*args), None)
         if valid_TxB is None:
-            return h_TxBxH, (h_TxBxH[-1], None if c_TxBxH is None else c_TxBxH[-1])
-        last_B, b_B = lengths_B - 1, jnp.arange(B)  # each sequence's last valid step
-        c_n_BxH = None if c_TxBxH is None else c_TxBxH[last_B, b_B]
-        return jnp.where(valid_TxB[..., None], h_TxBxH, 0), (h_TxBxH[last_B, b_B], c_n_BxH)
+            return h_TxBxH, (h_TxBxH[-1], c_n_BxH)
+        h_n_BxH = h_TxBxH[last_B, jnp.arange(B)]
+        return jnp.where(valid_TxB[..., None], h_TxBxH, 0), (h_n_BxH, c_n_BxH)
 
     xw_TxBxG = jnp.einsum("tbf,gf->tbg", x_TxBxF, weights["weight_ih"])
     if "bias_ih" in weights:
