@@ -67,20 +67,20 @@ def _step_inputs(x_TxBxI, w_ih_GxI, b_G):
 
 
 def _lstm_scan(x_TxBxI, w_ih_4HxI, b_4H, w_hh_4HxH, h0_BxH, c0_BxH):
-    """The recurrence, saving what the backward pass needs: ((h_T, c_T), (h_TxBxH, c_prev_TxBxH,
-    act_TxBx4H)), with c_prev_t = c_{t-1}, the state each step starts from."""
+    """The recurrence, saving what the backward pass needs: (h_TxBxH, c_TxBxH, act_TxBx4H)."""
     times_w_hh_T, _ = recurrent_products(w_hh_4HxH)
     xs_TxBxK, project = _step_inputs(x_TxBxI, w_ih_4HxI, b_4H)
 
     def step(carry, xs_BxK):
-        h_BxH, c_prev_BxH = carry
+        h_BxH, c_BxH = carry
         act_Bx4H = gate_activations(project(xs_BxK) + times_w_hh_T(h_BxH))
         i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
-        c_BxH = f * c_prev_BxH + i * g
+        c_BxH = f * c_BxH + i * g
         h_BxH = o * jnp.tanh(c_BxH)
-        return (h_BxH, c_BxH), (h_BxH, c_prev_BxH, act_Bx4H)
+        return (h_BxH, c_BxH), (h_BxH, c_BxH, act_Bx4H)
 
-    return jax.lax.scan(step, (h0_BxH, c0_BxH), xs_TxBxK)
+    _, (h_TxBxH, c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (h0_BxH, c0_BxH), xs_TxBxK)
+    return h_TxBxH, c_TxBxH, act_TxBx4H
 
 
 def _weight_gradients(dgates_TxBxG, *z_TxBxK):
@@ -97,40 +97,33 @@ def _weight_gradients(dgates_TxBxG, *z_TxBxK):
     return *dws, jnp.sum(dgates_NxG, axis=0)
 
 
-def _final_state(state_T_BxH, before_TxBxH, last_B):
-    """Each sequence's state after its step last_B[b], from the states before every step and the
-    one after the last: before[last + 1] if last < T - 1, else state_T. With last_B None, state_T."""
-    if last_B is None:
-        return state_T_BxH
-    T = before_TxBxH.shape[0]
-    after_last_BxH = before_TxBxH[jnp.minimum(last_B + 1, T - 1), jnp.arange(last_B.shape[0])]
-    return jnp.where((last_B == T - 1)[:, None], state_T_BxH, after_last_BxH)
+def _last(state_TxBxH, last_B):
+    """Each sequence's state at its step last_B[b]; the last step's when last_B is None."""
+    return state_TxBxH[-1] if last_B is None else state_TxBxH[last_B, jnp.arange(last_B.shape[0])]
 
 
 @jax.custom_vjp
 def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
     """One LSTM direction over a time-major sequence. Returns (h_TxBxH, c_n_BxH): every step's h,
-    and each sequence's c after its step last_B[b] (after the last step when last_B is None).
+    and each sequence's c at its step last_B[b] (at the last step when last_B is None).
 
     The input projection xw_t = x_t W_ih^T + b_ih + b_hh does not depend on the state, so it is
-    one matmul over all steps (`_step_inputs`); then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
+    one matmul over all steps (`_step_inputs`; with one input feature, a multiply-add in each
+    step); then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
     c_t = s(f) c_{t-1} + s(i) tanh(g); h_t = s(o) tanh(c_t), with s = sigmoid.
 
-    Only the final c leaves the kernel (h is every step's output anyway): a (T, B, H) c output
-    would cost a (T, B, H) zero cotangent in every backward pass whose loss does not read it.
+    Only the final c leaves the kernel (h is every step's output anyway): with every step's c as
+    an output, each backward pass whose loss does not read them would build and read a (T, B, H)
+    zero cotangent.
     """
-    (_, c_T_BxH), (h_TxBxH, c_prev_TxBxH, _) = _lstm_scan(
-        x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH
-    )
-    return h_TxBxH, _final_state(c_T_BxH, c_prev_TxBxH, last_B)
+    h_TxBxH, c_TxBxH, _ = _lstm_scan(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    return h_TxBxH, _last(c_TxBxH, last_B)
 
 
 def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
-    (_, c_T_BxH), (h_TxBxH, c_prev_TxBxH, act_TxBx4H) = _lstm_scan(
-        x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH
-    )
-    residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_prev_TxBxH, c_T_BxH, act_TxBx4H, h0_BxH, last_B)
-    return (h_TxBxH, _final_state(c_T_BxH, c_prev_TxBxH, last_B)), residuals
+    h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH, last_B)
+    return (h_TxBxH, _last(c_TxBxH, last_B)), residuals
 
 
 def _lstm_direction_bwd(residuals, cotangents):
@@ -142,28 +135,27 @@ def _lstm_direction_bwd(residuals, cotangents):
                     dc_t s(i) (1 - tanh(g)^2),    dh_t tanh(c_t) s(o)(1 - s(o))]
         dh_{t-1} += dgates_t W_hh,   dc_{t-1} += dc_t s(f)
 
-    The reverse scan carries c_t (c_T at first, then each step's c_{t-1}), so that the forward
-    saves each c once. Then, summing over (t, b) after the scan (`_weight_gradients`, one matmul
-    per weight):
+    Then, summing over (t, b) after the scan (`_weight_gradients`, one matmul per weight):
 
         dW_hh = sum_t dgates_t^T h_{t-1},   dW_ih = sum_t dgates_t^T x_t,   db = sum_t dgates_t
 
     and db_ih = db_hh = db; dx_t = dgates_t W_ih.
     """
-    x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_prev_TxBxH, c_T_BxH, act_TxBx4H, h0_BxH, last_B = residuals
+    x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH, last_B = residuals
     dh_TxBxH, dc_n_BxH = cotangents
     T, H = h_TxBxH.shape[0], w_hh_4HxH.shape[1]
     is_g_4H = jnp.arange(4 * H) // H == 2
     _, times_w_hh = recurrent_products(w_hh_4HxH)
+    c_prev_TxBxH = jnp.concatenate([c0_BxH[None], c_TxBxH[:-1]])
     zeros_BxH = jnp.zeros_like(h0_BxH)
-    if last_B is None:  # c_n is c_T: its gradient enters at the last step
-        dc_T_BxH, is_last_TxB = dc_n_BxH, None
-    else:  # c_n is each sequence's c at its last valid step: its gradient enters there
-        dc_T_BxH, is_last_TxB = zeros_BxH, jnp.arange(T)[:, None] == last_B[None, :]
+    if last_B is None:  # c_n is c at the last step: its gradient enters the scan's carry
+        dc_last_BxH, is_last_TxB = dc_n_BxH, None
+    else:  # c_n is each sequence's c at its own last step: its gradient enters there
+        dc_last_BxH, is_last_TxB = zeros_BxH, jnp.arange(T)[:, None] == last_B[None, :]
 
     def step(carry, xs):
-        dh_next_BxH, dc_next_BxH, c_BxH = carry  # the parts of dh_t and dc_t coming from step t+1; c_t
-        dh_out_BxH, act_Bx4H, c_prev_BxH, is_last_B = xs
+        dh_next_BxH, dc_next_BxH = carry  # the parts of dh_t and dc_t coming from step t+1
+        dh_out_BxH, act_Bx4H, c_BxH, c_prev_BxH, is_last_B = xs
         i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
         dh_BxH = dh_out_BxH + dh_next_BxH
         if is_last_B is not None:
@@ -176,12 +168,12 @@ def _lstm_direction_bwd(residuals, cotangents):
         slope_Bx4H = jnp.where(is_g_4H, 1 - act_Bx4H * act_Bx4H, act_Bx4H * (1 - act_Bx4H))
         dgates_Bx4H = upstream_Bx4H * other_Bx4H * slope_Bx4H
         dh_prev_BxH = times_w_hh(dgates_Bx4H)
-        return (dh_prev_BxH, dc_BxH * f, c_prev_BxH), dgates_Bx4H
+        return (dh_prev_BxH, dc_BxH * f), dgates_Bx4H
 
-    (dh0_BxH, dc0_BxH, _), dgates_TxBx4H = jax.lax.scan(
+    (dh0_BxH, dc0_BxH), dgates_TxBx4H = jax.lax.scan(
         step,
-        (zeros_BxH, dc_T_BxH, c_T_BxH),
-        (dh_TxBxH, act_TxBx4H, c_prev_TxBxH, is_last_TxB),
+        (zeros_BxH, dc_last_BxH),
+        (dh_TxBxH, act_TxBx4H, c_TxBxH, c_prev_TxBxH, is_last_TxB),
         reverse=True,
     )
     h_prev_TxBxH = jnp.concatenate([h0_BxH[None], h_TxBxH[:-1]])
@@ -221,7 +213,8 @@ def _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH):
 def gru_direction(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
     """One GRU direction over a time-major sequence. Returns h_TxBxH: every step's state.
 
-    xw_t = x_t W_ih^T + b_ih is one matmul over all steps (`_step_inputs`); then for t = 1..T, with
+    xw_t = x_t W_ih^T + b_ih is one matmul over all steps (`_step_inputs`; with one input feature,
+    a multiply-add in each step); then for t = 1..T, with
     hw = h_{t-1} W_hh^T + b_hh (torch's formulas, see `recurrent.GRU`):
     r, z = s(xw_r + hw_r), s(xw_z + hw_z); n = tanh(xw_n + r hw_n); h_t = n + z (h_{t-1} - n).
     """
