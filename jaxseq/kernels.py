@@ -54,33 +54,24 @@ def recurrent_products(w_hh_4HxH):
     )
 
 
-def _step_inputs(x_TxBxI, w_ih_GxI, b_G):
-    """(xs_TxBxK, project): what the time scan reads per step, and how it makes xw_t = x_t W_ih^T + b.
-
-    With one input feature (the task's), the projection is a broadcast multiply-add that XLA
-    fuses into each step's gate activations, so the scan reads x (T, B, 1); otherwise it is one
-    matmul over all steps beforehand, and the scan reads xw (T, B, G).
-    """
-    if x_TxBxI.shape[-1] == 1:
-        return x_TxBxI, lambda x_Bx1: x_Bx1 * w_ih_GxI[:, 0] + b_G
-    return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_GxI) + b_G, lambda xw_BxG: xw_BxG
-
-
-def _lstm_scan(x_TxBxI, w_ih_4HxI, b_4H, w_hh_4HxH, h0_BxH, c0_BxH):
+def _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH):
     """The recurrence, saving what the backward pass needs: (h_TxBxH, c_TxBxH, act_TxBx4H)."""
     times_w_hh_T, _ = recurrent_products(w_hh_4HxH)
-    xs_TxBxK, project = _step_inputs(x_TxBxI, w_ih_4HxI, b_4H)
 
-    def step(carry, xs_BxK):
+    def step(carry, xw_Bx4H):
         h_BxH, c_BxH = carry
-        act_Bx4H = gate_activations(project(xs_BxK) + times_w_hh_T(h_BxH))
+        act_Bx4H = gate_activations(xw_Bx4H + times_w_hh_T(h_BxH))
         i, f, g, o = jnp.split(act_Bx4H, 4, axis=-1)
         c_BxH = f * c_BxH + i * g
         h_BxH = o * jnp.tanh(c_BxH)
         return (h_BxH, c_BxH), (h_BxH, c_BxH, act_Bx4H)
 
-    _, (h_TxBxH, c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (h0_BxH, c0_BxH), xs_TxBxK)
+    _, (h_TxBxH, c_TxBxH, act_TxBx4H) = jax.lax.scan(step, (h0_BxH, c0_BxH), xw_TxBx4H)
     return h_TxBxH, c_TxBxH, act_TxBx4H
+
+
+def _input_projection(x_TxBxI, w_ih_4HxI, b_4H):
+    return jnp.einsum("tbi,gi->tbg", x_TxBxI, w_ih_4HxI) + b_4H
 
 
 def _weight_gradients(dgates_TxBxG, *z_TxBxK):
@@ -108,20 +99,21 @@ def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_B
     and each sequence's c at its step last_B[b] (at the last step when last_B is None).
 
     The input projection xw_t = x_t W_ih^T + b_ih + b_hh does not depend on the state, so it is
-    one matmul over all steps (`_step_inputs`; with one input feature, a multiply-add in each
-    step); then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
+    one matmul over all steps; then for t = 1..T: i, f, g, o = split(xw_t + h_{t-1} W_hh^T, 4);
     c_t = s(f) c_{t-1} + s(i) tanh(g); h_t = s(o) tanh(c_t), with s = sigmoid.
 
     Only the final c leaves the kernel (h is every step's output anyway): with every step's c as
     an output, each backward pass whose loss does not read them would build and read a (T, B, H)
     zero cotangent.
     """
-    h_TxBxH, c_TxBxH, _ = _lstm_scan(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
+    h_TxBxH, c_TxBxH, _ = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
     return h_TxBxH, _last(c_TxBxH, last_B)
 
 
 def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
-    h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H, w_hh_4HxH, h0_BxH, c0_BxH)
+    xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
+    h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
     residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH, last_B)
     return (h_TxBxH, _last(c_TxBxH, last_B)), residuals
 
@@ -188,15 +180,13 @@ lstm_direction.defvjp(_lstm_direction_fwd, _lstm_direction_bwd)
 # ----------------------------------------------------------------------------- GRU
 
 
-def _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH):
+def _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH):
     """The recurrence, saving what the backward pass needs: (h_TxBxH, saved_TxBx4H) with saved =
     [s(r), s(z), n, h W_hn^T + b_hn] per step."""
     times_w_hh_T, _ = recurrent_products(w_hh_3HxH)
-    xs_TxBxK, project = _step_inputs(x_TxBxI, w_ih_3HxI, b_ih_3H)
     H = h0_BxH.shape[-1]
 
-    def step(h_BxH, xs_BxK):
-        xw_Bx3H = project(xs_BxK)
+    def step(h_BxH, xw_Bx3H):
         hw_Bx3H = times_w_hh_T(h_BxH) + b_hh_3H
         rz_Bx2H = 0.5 + 0.5 * jnp.tanh(0.5 * (xw_Bx3H[:, : 2 * H] + hw_Bx3H[:, : 2 * H]))  # sigmoid
         r_BxH, z_BxH = rz_Bx2H[:, :H], rz_Bx2H[:, H:]
@@ -205,7 +195,7 @@ def _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH):
         h_BxH = n_BxH + z_BxH * (h_BxH - n_BxH)
         return h_BxH, (h_BxH, jnp.concatenate([rz_Bx2H, n_BxH, hw_n_BxH], axis=-1))
 
-    _, (h_TxBxH, saved_TxBx4H) = jax.lax.scan(step, h0_BxH, xs_TxBxK)
+    _, (h_TxBxH, saved_TxBx4H) = jax.lax.scan(step, h0_BxH, xw_TxBx3H)
     return h_TxBxH, saved_TxBx4H
 
 
@@ -213,17 +203,17 @@ def _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH):
 def gru_direction(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
     """One GRU direction over a time-major sequence. Returns h_TxBxH: every step's state.
 
-    xw_t = x_t W_ih^T + b_ih is one matmul over all steps (`_step_inputs`; with one input feature,
-    a multiply-add in each step); then for t = 1..T, with
+    xw_t = x_t W_ih^T + b_ih is one matmul over all steps; then for t = 1..T, with
     hw = h_{t-1} W_hh^T + b_hh (torch's formulas, see `recurrent.GRU`):
     r, z = s(xw_r + hw_r), s(xw_z + hw_z); n = tanh(xw_n + r hw_n); h_t = n + z (h_{t-1} - n).
     """
-    h_TxBxH, _ = _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH)
+    h_TxBxH, _ = _gru_scan(_input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H), w_hh_3HxH, b_hh_3H, h0_BxH)
     return h_TxBxH
 
 
 def _gru_direction_fwd(x_TxBxI, w_ih_3HxI, w_hh_3HxH, b_ih_3H, b_hh_3H, h0_BxH):
-    h_TxBxH, saved_TxBx4H = _gru_scan(x_TxBxI, w_ih_3HxI, b_ih_3H, w_hh_3HxH, b_hh_3H, h0_BxH)
+    xw_TxBx3H = _input_projection(x_TxBxI, w_ih_3HxI, b_ih_3H)
+    h_TxBxH, saved_TxBx4H = _gru_scan(xw_TxBx3H, w_hh_3HxH, b_hh_3H, h0_BxH)
     return h_TxBxH, (x_TxBxI, w_ih_3HxI, w_hh_3HxH, h_TxBxH, saved_TxBx4H, h0_BxH)
 
 

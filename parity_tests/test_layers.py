@@ -237,18 +237,17 @@ def test_lengths_all_full_equals_no_lengths():
         assert_close(f"{name} with full lengths", a, b, atol=0)
 
 
-@pytest.mark.parametrize("I", [1, 2])  # one input feature: the projection inside the step (`kernels._step_inputs`)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])  # float32 with H=5: the transposed-W_hh layout
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_kernel_matches_autodiff_scan(mode, with_lengths, bias, dtype, I):
+def test_kernel_matches_autodiff_scan(mode, with_lengths, bias, dtype):
     """Each hand-written kernel (jaxseq.kernels, `recurrent.KERNELS`) against autodiff through a plain
     `lax.scan` of `recurrent.cell` that carries the state through padding: outputs and every gradient."""
     from jaxseq import recurrent
 
     rng = np.random.default_rng(0)
-    T, B, H = 9, 3, 5
+    T, B, I, H = 9, 3, 2, 5
     G = recurrent.GATES[mode] * H
     lstm = mode == "LSTM"
 
