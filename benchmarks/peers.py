@@ -328,8 +328,8 @@ class TorchPeer:
 
     def recurrent_kernel(self) -> str:
         """What ran the recurrent layer in one training step, from torch's profiler: on the CPU torch
-        sends some LSTM and GRU layers (float32 here) to oneDNN's fused RNN primitive, forward and
-        backward, and runs the rest as separate ATen ops per time step."""
+        sends some layers (here: LSTMs in float32) to oneDNN's fused RNN primitive, forward and
+        backward, and runs the others as separate ATen ops per time step."""
         import torch
 
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
@@ -647,7 +647,8 @@ def header(report: dict, title: str) -> list[str]:
 
 
 def skipped_lines(report, names) -> list[str]:
-    """The skipped peers and the peers' notes (torch.compile's mode), each with its cells."""
+    """The skipped peers and the peers' notes (torch.compile's mode, what ran eager torch's recurrent
+    layer), each with its cells."""
     reasons = {}
     for c in report["cells"]:
         for name in names:

@@ -8,24 +8,23 @@ Compiles `jaxseq.training.train_chunk` for one cell as benchmarks/peers.py does
 (`peers.JaxseqPeer`; with --peer, that JAX peer's program), times it unprofiled (median of
 --repeats runs of --steps steps, blocking on the losses), then runs the same steps under
 `jax.profiler.trace`. XLA's CPU runtime records one event per executed thunk (a fusion, a dot,
-a copy, a loop, a conditional); this script sums them per op, each as its own time (a loop's or
-conditional's nested thunks taken out, so what is left of one is its control: the condition, the
-iteration, the dispatch between thunks) and groups the ops:
+a copy; a loop or conditional as one event around its thunks); this script sums them per op and
+groups the ops:
 
 - in the time loops: every op inside a `while` that runs per time step (the recurrences), split
   into the products with the recurrent weights (dots) and everything else (the gates'
   elementwise fusions, slices, updates of the stacked outputs), with the thunks per iteration;
 - once per step: the rest (input projection, weight-gradient matmuls, head, loss, Adam);
-- control: what the loops and conditionals take beyond their nested thunks.
+- between thunks: the stretches in which no thunk but a loop or conditional was running (the
+  dispatch from one thunk to the next, a loop's condition and iteration).
 
 XLA runs a large dot as an asynchronous thunk: its event ends once the product is handed to the
-thread pool, and the product's time shows as a stretch with no thunk running before the first
-thunk that reads its result. So each such stretch is added to the dot that thunk reads (the
-dot's time is its event's and the wait for its result), and the stretches before thunks that
-read no dot are their own row (dispatch between thunks). Recorded times include the profiler's
-cost of recording each event, so the report gives the unprofiled step beside them. The
-question it answers: how much of a small step is arithmetic, and how much is the number of
-thunks each time step runs (a count fixed by the compiled program). Writes
+thread pool, and the product's time shows as such a stretch before the first thunk that reads
+its result. So a stretch before a thunk that reads a dot is added to that dot (the dot's time is
+its event's and the wait for its result). Recorded times include the profiler's cost of
+recording each event, so the report gives the unprofiled step beside them. The question it
+answers: how much of a small step is arithmetic, and how much is the number of thunks each time
+step runs (a count fixed by the compiled program). Writes
 benchmarks/results/step-profile-[<peer>-]<cell>.md and .json.
 """
 
@@ -57,32 +56,18 @@ at_least_two = option_type(int, lambda v: v >= 2, "an integer of at least 2")
 
 
 JAX_PEERS = {"jaxseq": JaxseqPeer, "flax": FlaxPeer, "scan": ScanPeer}
-BETWEEN = "no thunk running, before thunks that read no dot (count: stretches)"
+BETWEEN = "between thunks: dispatch, the loops' control (count: stretches)"
 CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other thunks
 
 
 def thunk_events(trace_dir: str, module: str) -> list[dict]:
-    """The trace's thunk events of HLO module `module`, each with its own time ("self", us): its
-    duration less that of the thunks nested in it on its thread."""
+    """The trace's thunk events of HLO module `module`, each with its time ("self", us)."""
     paths = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
     if len(paths) != 1:
         raise RuntimeError(f"expected one trace file under {trace_dir}, found {len(paths)}")
     with gzip.open(paths[0]) as f:
         trace = json.load(f)["traceEvents"]
-    events = [dict(e, self=e["dur"]) for e in trace if e.get("args", {}).get("hlo_module") == module]
-    by_thread = collections.defaultdict(list)
-    for e in events:
-        by_thread[e["tid"]].append(e)
-    for thread in by_thread.values():
-        thread.sort(key=lambda e: (e["ts"], -e["dur"]))
-        stack: list[dict] = []  # enclosing thunks, outermost first
-        for e in thread:
-            while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
-                stack.pop()
-            if stack:
-                stack[-1]["self"] -= e["dur"]
-            stack.append(e)
-    return events
+    return [dict(e, self=e["dur"]) for e in trace if e.get("args", {}).get("hlo_module") == module]
 
 
 def loop_of_op(hlo_text: str) -> dict[str, str]:
@@ -106,23 +91,24 @@ def loop_of_op(hlo_text: str) -> dict[str, str]:
 
 
 def operands_of(hlo_text: str) -> dict[str, list[str]]:
-    """{op name: the names its operands and called computations mention} from the HLO text."""
-    return {
-        op[1]: re.findall(r"%([\w.\-]+)", op[2])
-        for op in re.finditer(r"^\s+(?:ROOT )?%(\S+) = [^(]*\((.*)$", hlo_text, re.MULTILINE)
-    }
+    """{op name: its operands' names} from a compiled program's HLO text."""
+    ops = re.finditer(r"^\s+(?:ROOT )?%(\S+) = (?:\(.*?\)|\S+) [\w\-]+\(([^)]*)\)", hlo_text, re.MULTILINE)
+    return {op[1]: re.findall(r"%([\w.\-]+)", op[2]) for op in ops}
 
 
 def add_waits(events: list[dict], operands: dict[str, list[str]]) -> list[dict]:
-    """Each stretch in which no thunk was recorded running, as an event: charged to the dot that the
-    next thunk to start reads (the wait for an asynchronous dot's result), else to "between thunks"."""
+    """Each stretch in which no thunk other than a loop or conditional was running, as an event:
+    charged to the dot that the next thunk to start reads (the wait for an asynchronous dot's
+    result; the dot started last, if it reads several), else to BETWEEN."""
     leaves = sorted((e for e in events if not is_container(e["name"])), key=lambda e: e["ts"])
-    waits, end = [], None
+    waits, end, started = [], None, {}
     for e in leaves:
         if end is not None and e["ts"] > end:
-            dots = [name for name in operands.get(e["name"], []) if is_product(name)]
-            waits.append({"name": dots[0] if dots else BETWEEN, "self": e["ts"] - end, "wait": bool(dots)})
+            dots = [name for name in operands.get(e["name"], []) if is_product(name) and name in started]
+            dot = max(dots, key=started.get, default=None)
+            waits.append({"name": dot or BETWEEN, "self": e["ts"] - end, "wait": dot is not None})
         end = max(end, e["ts"] + e["dur"]) if end is not None else e["ts"] + e["dur"]
+        started[e["name"]] = e["ts"]
     return waits
 
 
@@ -149,9 +135,9 @@ def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
     loops = collections.defaultdict(lambda: {"thunks": 0.0, "us": 0.0, "iterations": 0.0})
     for name, op in per_op.items():
         calls, us = op["calls"] / steps, op["us"] / steps
-        if is_container(name):
-            group = "control (loops, conditionals)"
-        elif name == BETWEEN:
+        if is_container(name):  # its time is the stretches between its thunks: in BETWEEN and the waits
+            continue
+        if name == BETWEEN:
             group = BETWEEN
         elif op["loop"] in time_loops:
             group = "in the time loops: " + ("products" if is_product(name) else "other")
@@ -176,7 +162,11 @@ def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
             for name, loop in sorted(loops.items())
         },
         "top": sorted(
-            ({"op": n, "calls": o["calls"] / steps, "us": o["us"] / steps} for n, o in per_op.items()),
+            (
+                {"op": n, "calls": o["calls"] / steps, "us": o["us"] / steps}
+                for n, o in per_op.items()
+                if not is_container(n)
+            ),
             key=lambda o: -o["us"],
         )[:15],
     }
@@ -192,10 +182,9 @@ def markdown(report: dict) -> str:
         f"**{report['unprofiled_us']:.1f} us per step** (median of {report['repeats']} runs of "
         f"{report['steps']} steps), {report['profiled_us']:.1f} us under the profiler; recorded there: "
         f"{total:.1f} us per step, each thunk's "
-        "own time (the profiler's cost of recording it included) and the stretches with no thunk "
-        "running (a dot's row includes the wait for its result, as XLA runs large dots "
-        "asynchronously); thunks running side by side on the pool's threads make this differ from "
-        "the step's.",
+        "time (the profiler's cost of recording it included) and the stretches between thunks (a "
+        "dot's row includes the wait for its result, as XLA runs large dots asynchronously); thunks "
+        "running side by side on the pool's threads make this differ from the step's.",
         "",
         "| where | thunks per step | recorded us per step | share of recorded |",
         "|---|---:|---:|---:|",

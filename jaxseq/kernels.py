@@ -111,7 +111,7 @@ def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_B
     return h_TxBxH, _last(c_TxBxH, last_B)
 
 
-def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B=None):
+def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B):
     xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
     h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
     residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH, last_B)
@@ -120,7 +120,8 @@ def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH,
 
 def _lstm_direction_bwd(residuals, cotangents):
     """Backpropagation through time. With dh_t the gradient reaching h_t (from the outputs and
-    from step t+1) and dc_t the one reaching c_t (from step t+1, and from c_n at t = last_B):
+    from step t+1) and dc_t the one reaching c_t (from step t+1, and from c_n at t = last_B, or at
+    the last step when last_B is None):
 
         dc_t += dh_t s(o) (1 - tanh(c_t)^2)
         dgates_t = [dc_t tanh(g) s(i)(1 - s(i)),  dc_t c_{t-1} s(f)(1 - s(f)),

@@ -386,7 +386,8 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
         zeros_G = jnp.zeros(weights["weight_ih"].shape[:1], x_TxBxF.dtype)  # bias=False
         if valid_TxB is not None:
             x_TxBxF = jnp.where(valid_TxB[..., None], x_TxBxF, 0)
-        last_B = None if lengths_B is None else lengths_B - 1  # each sequence's last valid step
+        # each sequence's last valid step (clipped: lengths are checked only when not traced)
+        last_B = None if lengths_B is None else jnp.clip(lengths_B, 1, T) - 1
         args = [x_TxBxF, weights["weight_ih"], weights["weight_hh"]]
         args += [weights.get("bias_ih", zeros_G), weights.get("bias_hh", zeros_G), h0_BxHo]
         h_TxBxH, c_n_BxH = kernel(*args, c0_BxH, last_B) if mode == "LSTM" else (kernel(*args), None)
