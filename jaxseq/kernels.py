@@ -7,10 +7,11 @@ table); the rest (RNN, LSTM with a projection) is plain autodiff through `lax.sc
 Why a kernel at all: autodiff through `lax.scan` accumulates the parameter gradients as T outer
 products inside the reverse scan. Here each comes from one matmul over all steps after it, and
 the gate derivatives from one elementwise pass per step. `benchmarks/layers.py` measures each
-against the same cell under plain autodiff (2026-12-01 16:23, batch 1, hidden 100: LSTM
+against the same cell under plain autodiff (2026-12-01, batch 1, hidden 100, 16:23: LSTM
 1.17x-1.50x, GRU 1.11x-1.32x faster, and even (0.99x) for the 2-layer GRU in float32 and the
-2-layer bidirectional GRU in float64; hidden 256: LSTM 1.08x-1.32x, and 0.93x for one float32
-layer, 1.04x in the run before); keep one only while it is faster there.
+2-layer bidirectional GRU in float64; hidden 256, 16:24: LSTM 1.08x-1.32x, and 0.93x for one
+float32 layer, 1.04x in the run before). Both stay, those cells the ones to watch; a kernel
+that stops being faster than autodiff there should go.
 """
 
 from __future__ import annotations
