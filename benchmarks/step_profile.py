@@ -61,13 +61,13 @@ CONTAINERS = ("while", "cond", "conditional", "call")  # thunks that run other t
 
 
 def thunk_events(trace_dir: str, module: str) -> list[dict]:
-    """The trace's thunk events of HLO module `module`, each with its time ("self", us)."""
+    """The trace's thunk events of HLO module `module` (each with its "name" and "ts", "dur" in us)."""
     paths = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
     if len(paths) != 1:
         raise RuntimeError(f"expected one trace file under {trace_dir}, found {len(paths)}")
     with gzip.open(paths[0]) as f:
         trace = json.load(f)["traceEvents"]
-    return [dict(e, self=e["dur"]) for e in trace if e.get("args", {}).get("hlo_module") == module]
+    return [e for e in trace if e.get("args", {}).get("hlo_module") == module]
 
 
 def loop_of_op(hlo_text: str) -> dict[str, str]:
@@ -106,7 +106,7 @@ def add_waits(events: list[dict], operands: dict[str, list[str]]) -> list[dict]:
         if end is not None and e["ts"] > end:
             dots = [name for name in operands.get(e["name"], []) if is_product(name) and name in started]
             dot = max(dots, key=started.get, default=None)
-            waits.append({"name": dot or BETWEEN, "self": e["ts"] - end, "wait": dot is not None})
+            waits.append({"name": dot or BETWEEN, "dur": e["ts"] - end, "wait": dot is not None})
         end = max(end, e["ts"] + e["dur"]) if end is not None else e["ts"] + e["dur"]
         started[e["name"]] = e["ts"]
     return waits
@@ -127,7 +127,7 @@ def summarize(events: list[dict], loop_of: dict[str, str], steps: int) -> dict:
     for e in events:
         op = per_op[e["name"]]
         op["calls"] += 0 if e.get("wait") else 1  # a dot's wait is not a call of it
-        op["us"] += e["self"]
+        op["us"] += e["dur"]
         op["loop"] = loop_of.get(e["name"])
     # a time loop runs at least once per training step (the chunk's own loop over steps runs once per call)
     time_loops = {name for name, op in per_op.items() if name.startswith("while") and op["calls"] >= steps}

@@ -90,7 +90,7 @@ def _weight_gradients(dgates_TxBxG, *z_TxBxK):
     return *dws, jnp.sum(dgates_NxG, axis=0)
 
 
-def _last(state_TxBxH, last_B):
+def last_state(state_TxBxH, last_B):
     """Each sequence's state at its step last_B[b]; the last step's when last_B is None."""
     return state_TxBxH[-1] if last_B is None else state_TxBxH[last_B, jnp.arange(last_B.shape[0])]
 
@@ -110,14 +110,14 @@ def lstm_direction(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_B
     """
     xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
     h_TxBxH, c_TxBxH, _ = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
-    return h_TxBxH, _last(c_TxBxH, last_B)
+    return h_TxBxH, last_state(c_TxBxH, last_B)
 
 
 def _lstm_direction_fwd(x_TxBxI, w_ih_4HxI, w_hh_4HxH, b_ih_4H, b_hh_4H, h0_BxH, c0_BxH, last_B):
     xw_TxBx4H = _input_projection(x_TxBxI, w_ih_4HxI, b_ih_4H + b_hh_4H)
     h_TxBxH, c_TxBxH, act_TxBx4H = _lstm_scan(xw_TxBx4H, w_hh_4HxH, h0_BxH, c0_BxH)
     residuals = (x_TxBxI, w_ih_4HxI, w_hh_4HxH, h_TxBxH, c_TxBxH, act_TxBx4H, h0_BxH, c0_BxH, last_B)
-    return (h_TxBxH, _last(c_TxBxH, last_B)), residuals
+    return (h_TxBxH, last_state(c_TxBxH, last_B)), residuals
 
 
 def _lstm_direction_bwd(residuals, cotangents):

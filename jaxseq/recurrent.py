@@ -380,7 +380,7 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
     state is gathered; the scan carries the state unchanged through them instead (a ReLU RNN's
     state need not stay bounded). Jitted so that calls outside jit compile once per shape.
     """
-    T, B, _ = x_TxBxF.shape
+    T = x_TxBxF.shape[0]
     valid_TxB = None if lengths_B is None else jnp.arange(T)[:, None] < lengths_B[None, :]
     if kernel is not None:
         zeros_G = jnp.zeros(weights["weight_ih"].shape[:1], x_TxBxF.dtype)  # bias=False
@@ -391,10 +391,10 @@ def run_direction(mode: str, weights: dict, x_TxBxF, lengths_B=None, h0_BxHo=Non
         args = [x_TxBxF, weights["weight_ih"], weights["weight_hh"]]
         args += [weights.get("bias_ih", zeros_G), weights.get("bias_hh", zeros_G), h0_BxHo]
         h_TxBxH, c_n_BxH = kernel(*args, c0_BxH, last_B) if mode == "LSTM" else (kernel(*args), None)
-        if valid_TxB is None:
-            return h_TxBxH, (h_TxBxH[-1], c_n_BxH)
-        h_n_BxH = h_TxBxH[last_B, jnp.arange(B)]
-        return jnp.where(valid_TxB[..., None], h_TxBxH, 0), (h_n_BxH, c_n_BxH)
+        h_n_BxH = kernels.last_state(h_TxBxH, last_B)
+        if valid_TxB is not None:
+            h_TxBxH = jnp.where(valid_TxB[..., None], h_TxBxH, 0)
+        return h_TxBxH, (h_n_BxH, c_n_BxH)
 
     xw_TxBxG = jnp.einsum("tbf,gf->tbg", x_TxBxF, weights["weight_ih"])
     if "bias_ih" in weights:
