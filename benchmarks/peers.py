@@ -37,7 +37,15 @@ ratio = peer ms / jaxseq ms, > 1: jaxseq faster) and <name>.md/.json (all peers 
 rewritten after every cell (a run stopped early says so in them). At the seed's size (LSTM,
 batch 1, hidden 100, length 21) the JAX worker also times that size's floor in its dtype
 (`seed.floor_seconds`: the parts of a step no implementation can skip, each alone), and the
-summary gives jaxseq's step as a multiple of it, beside torch's faster thread count / jaxseq.
+torch workers the same parts in torch (`seed.torch_floor_seconds`); with --floors all, at every
+one-layer LSTM cell. The summary gives jaxseq's step and the fastest other peer's as multiples of
+XLA's floor: where that peer's whole step is below 1x, it is shorter than XLA's own products and
+Adam, each timed alone in the layout jaxseq uses. A floor that fails (not finite, out of memory)
+leaves its cell without one, with the reason.
+
+The machine is shared and noisy, so besides the medians the tables give per cell the rounds
+(one interleaved run of every peer) in which jaxseq was the fastest, and list each lost cell with
+its paired per-round ratios: lost in every round, or only by the median.
 """
 
 from __future__ import annotations
@@ -399,8 +407,9 @@ def worker(kind: str) -> None:
     """Serves one JSON request per stdin line on the real stdout (libraries' prints go to stderr):
     {"build": peer, "cell": [...], "chunk": n[, "threads": n, "allow_rnn": bool, "why": text]}
     compiles and warms up a peer,
-    {"run": peer, "steps": n} times it, {"floor": repeats} (JAX workers) times the seed size's
-    floor in the worker's dtype (`seed.floor_seconds`); one JSON line answers each."""
+    {"run": peer, "steps": n} times it, {"floor": repeats, "cell": [B, H, T], "dtype": d} times an
+    LSTM step's floor at that size (`seed.floor_seconds` in a JAX worker, `seed.torch_floor_seconds`
+    in a torch worker, at its thread count); one JSON line answers each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C or a time limit stops the parent, which ends us
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -418,9 +427,14 @@ def worker(kind: str) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         if "floor" in request:
-            from seed import floor_seconds
+            from seed import floor_seconds, torch_floor_seconds
 
-            print(json.dumps(floor_seconds(request["floor"], kind.removeprefix("jax-"))), file=answer, flush=True)
+            timer = floor_seconds if kind.startswith("jax") else torch_floor_seconds
+            try:
+                floor = timer(request["floor"], request["dtype"], tuple(request["cell"]))
+            except (FloatingPointError, MemoryError) as e:
+                floor = {"error": one_line(e)}
+            print(json.dumps(floor), file=answer, flush=True)
         elif "build" in request:
             name = request["build"]
             try:
@@ -563,10 +577,23 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
             result["peers"][name]["all_ms"].append(seconds / steps * 1e3)
     for name in timed:
         result["peers"][name]["ms"] = statistics.median(result["peers"][name]["all_ms"])
-    if (model, batch, hidden, length) == ("lstm", *SEED_CELL[:3]) and "steps" in result["peers"]["jaxseq"]:
-        floor = worker_of("jaxseq").ask({"floor": args.repeats})  # None off the CPU
-        if floor is not None:
+    seed_size = (model, batch, hidden, length) == ("lstm", *SEED_CELL[:3])
+    if (args.floors == "all" and model == "lstm" or args.floors == "seed" and seed_size) and "steps" in result["peers"][
+        "jaxseq"
+    ]:
+        request = {"floor": args.repeats, "cell": [batch, hidden, length], "dtype": dtype}
+        floor = worker_of("jaxseq").ask(request)  # None off the CPU
+        if floor is not None and "error" in floor:
+            result["floor_error"] = floor["error"]
+        elif floor is not None:
             result["floor_ms"] = {k: v * 1e3 for k, v in floor.items()}
+            for threads in (1, 2):
+                if f"torch{threads}" in peers:
+                    torch_floor = worker_of(f"torch{threads}").ask(request)
+                    if "error" in torch_floor:
+                        result.setdefault("floor_error", torch_floor["error"])
+                        continue
+                    result.setdefault("torch_floor_ms", {})[str(threads)] = {k: v * 1e3 for k, v in torch_floor.items()}
     result["load_average"] = os.getloadavg()[0]  # other work on the machine, at the cell's end
     return result
 
@@ -691,13 +718,7 @@ def summary_markdown(report: dict) -> str:
         row = [str(c[k]) for k in CELL_KEYS] + [fmt(ms(c, n)) for n in names]
         row += [best or "-", ratio_text(ms(c, "jaxseq"), ms(c, best)), f"{c.get('load_average', 0):.1f}"]
         lines.append("| " + " | ".join(row) + " |")
-    lost = [f"{label_of(c)} to {best} ({ms(c, best) / ms(c, 'jaxseq'):.2f}x)" for c, best in slower_cells(report)]
-    won = len(report["cells"]) - len(lost)
-    lines += [
-        "",
-        f"jaxseq fastest in {won} of {len(report['cells'])} cells"
-        + (f"; slower in: {'; '.join(lost)}." if lost else "."),
-    ]
+    lines += ["", *verdict_lines(report)]
     return "\n".join(lines + [*skipped_lines(report, names), *floor_lines(report), ""])
 
 
@@ -712,29 +733,53 @@ def ratios_markdown(report: dict) -> str:
         f"interleaved runs; ratio = peer ms / jaxseq ms, above 1: jaxseq faster; torch: {t}.",
         "",
         "| model | batch | hidden | length | dtype | jaxseq ms | vs Flax | vs plain scan | vs torch | "
-        "vs torch.compile |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "vs torch.compile | rounds fastest |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in report["cells"]:
         j, torch = ms(c, "jaxseq"), best_torch(c)
         threads = "" if torch is None else f" ({1 if torch == ms(c, 'torch1') else 2})"
         row = [MODEL_NAMES[c["model"]], *(str(c[k]) for k in CELL_KEYS[1:]), fmt(j)]
         row += [ratio_text(j, ms(c, "flax")), ratio_text(j, ms(c, "scan")), ratio_text(j, torch) + threads]
-        row.append(ratio_text(j, ms(c, "compile")))
+        won, rounds = rounds_fastest(c)
+        row += [ratio_text(j, ms(c, "compile")), f"{won}/{rounds}" if rounds else "-"]
         lines.append("| " + " | ".join(row).replace("**", "") + " |")
-    below = [label_of(c) for c, _ in slower_cells(report)]
-    lines += [
-        "",
-        f"jaxseq fastest in {len(report['cells']) - len(below)} of {len(report['cells'])} cells"
-        + (f"; not in: {'; '.join(below)}." if below else "."),
-    ]
+    lines += ["", *verdict_lines(report)]
     return "\n".join(lines + floor_lines(report)) + "\n"
+
+
+def verdict_lines(report: dict) -> list[str]:
+    """How many cells jaxseq is fastest in by the medians, and of the others, which are lost in every
+    round (each round's times are paired) and which only in some."""
+    lost = slower_cells(report)
+    every, some = [], []
+    for c, best in lost:
+        paired = [b / j for b, j in zip(c["peers"][best]["all_ms"], c["peers"]["jaxseq"]["all_ms"], strict=True)]
+        text = f"{label_of(c)} (to {best}: " + ", ".join(f"{r:.2f}x" for r in paired) + ")"
+        (every if all(r < 1 for r in paired) else some).append(text)
+    n = sum(1 for c in report["cells"] if ms(c, "jaxseq") is not None)
+    lines = [f"jaxseq fastest in {n - len(lost)} of the {n} cells it ran in, by the medians."]
+    if lost:
+        lines.append(
+            f"Slower in {len(lost)}; the fastest other peer's time / jaxseq's in each round, in brackets. "
+            f"Slower in every round ({len(every)}): {'; '.join(every) or 'none'}. "
+            f"Faster in at least one round ({len(some)}): {'; '.join(some) or 'none'}."
+        )
+    return lines
 
 
 def fastest_other(cell: dict):
     """The peer other than jaxseq with the lowest ms in `cell` (None if none ran)."""
     others = {n: ms(cell, n) for n in PEERS if n != "jaxseq" and ms(cell, n) is not None}
     return min(others, key=others.get) if others else None
+
+
+def rounds_fastest(cell: dict) -> tuple[int, int]:
+    """(rounds in which jaxseq was faster than every other peer timed in that round, rounds): each
+    round times every peer once, in turn, so a round's times are paired."""
+    jaxseq = cell["peers"].get("jaxseq", {}).get("all_ms") or []
+    others = [p["all_ms"] for n, p in cell["peers"].items() if n != "jaxseq" and p.get("all_ms")]
+    return sum(all(o[r] > jaxseq[r] for o in others) for r in range(len(jaxseq))), len(jaxseq)
 
 
 def slower_cells(report: dict) -> list[tuple[dict, str]]:
@@ -748,30 +793,40 @@ def label_of(cell: dict) -> str:
 
 
 def floor_lines(report: dict) -> list[str]:
-    """For the seed-size cells: jaxseq's step against the floor (`seed.floor_seconds`) and torch's best."""
+    """For the cells whose floor was timed: jaxseq's step against XLA's floor (`seed.floor_seconds`),
+    the same parts in torch (`seed.torch_floor_seconds`, its faster thread count), and the fastest
+    other peer's whole step against XLA's floor (below 1x: that peer's step is shorter than XLA's
+    products and Adam alone)."""
     rows = [c for c in report["cells"] if c.get("floor_ms")]
     if not rows:
         return []
+    parts = list(rows[0]["floor_ms"])
     lines = [
         "",
-        "The seed's size against its floor (`floor_seconds` in benchmarks/seed.py: the parts of a step this "
-        "training cannot do without, each timed alone in the JAX worker, median of the repeats):",
+        "Against the floor (`floor_seconds` in benchmarks/seed.py: the parts of an LSTM step this training "
+        "cannot do without, each timed alone in the JAX worker, median of the repeats; torch floor: the same "
+        "parts in torch, `torch_floor_seconds`, at its faster thread count), ms per step:",
         "",
-        "| dtype | " + " | ".join(f"{k} us" for k in rows[0]["floor_ms"]) + " | floor us | jaxseq us | "
-        "jaxseq / floor | faster torch / jaxseq |",
-        "|---|" + "---:|" * (len(rows[0]["floor_ms"]) + 4),
+        "| cell | " + " | ".join(parts) + " | XLA floor | torch floor (threads) | jaxseq | jaxseq / XLA floor | "
+        "fastest other / jaxseq | fastest other / XLA floor |",
+        "|---|" + "---:|" * (len(parts) + 6),
     ]
     for c in rows:
         floor = sum(c["floor_ms"].values())
-        torch = best_torch(c)
+        torch_floors = {t: sum(f.values()) for t, f in c.get("torch_floor_ms", {}).items()}
+        torch_floor = min(torch_floors.items(), key=lambda tf: tf[1]) if torch_floors else None
+        best = fastest_other(c)
         lines.append(
-            f"| {c['dtype']} | "
-            + " | ".join(f"{v * 1e3:.1f}" for v in c["floor_ms"].values())
-            + f" | {floor * 1e3:.1f} | {ms(c, 'jaxseq') * 1e3:.1f} | {ms(c, 'jaxseq') / floor:.2f}x | "
-            + ("-" if torch is None else f"{torch / ms(c, 'jaxseq'):.2f}x")
+            f"| {label_of(c)} | "
+            + " | ".join(fmt(v) for v in c["floor_ms"].values())
+            + f" | {fmt(floor)} | "
+            + ("-" if torch_floor is None else f"{fmt(torch_floor[1])} ({torch_floor[0]})")
+            + f" | {fmt(ms(c, 'jaxseq'))} | {ms(c, 'jaxseq') / floor:.2f}x | "
+            + ("-" if best is None else f"{ms(c, best) / ms(c, 'jaxseq'):.2f}x ({best}) | {ms(c, best) / floor:.2f}x")
             + " |"
         )
-    return lines
+    failed = [f"{label_of(c)}: {c['floor_error']}" for c in report["cells"] if c.get("floor_error")]
+    return lines + ([f"Floors not timed: {'; '.join(failed)}."] if failed else [])
 
 
 def parse_cell(text: str) -> tuple:
@@ -814,6 +869,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=positive_int, default=5, help="interleaved runs per cell (%(default)s)")
     p.add_argument("--seconds", type=float, default=1.0, help="target seconds per timed run (%(default)s)")
     p.add_argument("--quick", action="store_true", help="--cells seed,batch64 --repeats 3 --seconds 0.5")
+    p.add_argument(
+        "--floors",
+        choices=("seed", "all", "none"),
+        default="seed",
+        help="cells whose floor is timed (in JAX and in torch): the seed's size (default), every "
+        "one-layer LSTM cell, or none",
+    )
     p.add_argument(
         "--compile-limit",
         type=float,

@@ -72,15 +72,19 @@ def cli_times(runs: int) -> dict:
     return times
 
 
-def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict | None:
-    """Seconds per step of the parts of a training step at the seed's size (in `dtype`) that this
-    training cannot do without, each timed alone on the CPU as XLA and optax run them: `reps` repetitions
-    inside one jitted `lax.scan` (so no dispatch), median of `repeats` runs after compilation.
+def floor_seconds(
+    repeats: int, dtype: str = "float64", cell: tuple = SEED_CELL[:3], seconds: float = 0.2
+) -> dict | None:
+    """Seconds per step of the parts of an LSTM training step of `cell` = (batch, hidden, length)
+    (the seed's size by default) in `dtype` that this training cannot do without, each timed alone
+    on the CPU as XLA and optax run them: repeated inside one jitted `lax.scan` (so no dispatch; as
+    many repetitions as take about `seconds`, at most 200), median of `repeats` runs after
+    compilation.
 
-    - recurrent_products: the matrix-vector products with W_hh (4H x H) that run one after
-      another: T - 1 in the forward pass (h_{t-1} W_hh^T; the first is 0, as h_0 = 0) and T - 1
-      in the backward pass (dgates_t W_hh; the last would only give h_0's gradient). Each needs
-      the one before; chained here with nothing else.
+    - recurrent_products: the products with W_hh (4H x H) that run one after another: T - 1 in
+      the forward pass (h_{t-1} W_hh^T; the first is 0, as h_0 = 0) and T - 1 in the backward
+      pass (dgates_t W_hh; the last would only give h_0's gradient). Each needs the one before;
+      chained here with nothing else.
     - weight_gradients: every LSTM weight and bias gradient as one matmul, z^T dgates with
       z = [h_{t-1}, x_t, 1]: (T*B, H+I+1)^T (T*B, 4H). jaxseq's kernel does the same arithmetic as
       one matmul per weight and a sum (`jaxseq.kernels._weight_gradients`).
@@ -90,6 +94,7 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
     The arrays are arguments of the compiled programs (not constants XLA could fold), and each
     result passes an optimization barrier before one element of it is used, so no part of a
     product can be left out. Returns None where JAX's default device is not the CPU.
+    `torch_floor_seconds` times the same parts in torch.
     """
     import jax
     import jax.numpy as jnp
@@ -101,10 +106,12 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
 
     if jax.default_backend() != "cpu":
         return None  # on an accelerator these parts would time launch overheads, not the arithmetic
-    batch, hidden, length, _ = SEED_CELL
+    batch, hidden, length = cell
     config = TrainConfig(hidden=hidden, length=length, dtype=dtype)
     _, params = nnx.split(init_model(config))
+    # scaled to spectral norm 1, so that the chained products stay finite over long sequences
     w_hh_4HxH = params["lstm"]["weight_hh_l0"][...]
+    w_hh_4HxH = w_hh_4HxH / jnp.linalg.norm(w_hh_4HxH, 2)
     tx = make_optimizer("adam", config.lr)
     rng = jax.random.split(jax.random.key(0), 2)
     z_NxK = jax.random.uniform(rng[0], (length * batch, hidden + 2), w_hh_4HxH.dtype)
@@ -112,12 +119,12 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
     one = jnp.ones((), w_hh_4HxH.dtype)
 
     def recurrent_products(scale, w_hh_4HxH):
-        def backward_then_forward(g_1x4H, _):
-            h_1xH = g_1x4H @ w_hh_4HxH  # as dh_{t-1} = dgates_t W_hh
-            return jnp.einsum("bh,gh->bg", h_1xH, w_hh_4HxH), None  # as h_{t-1} W_hh^T
+        def backward_then_forward(g_Bx4H, _):
+            h_BxH = g_Bx4H @ w_hh_4HxH  # as dh_{t-1} = dgates_t W_hh
+            return jnp.einsum("bh,gh->bg", h_BxH, w_hh_4HxH), None  # as h_{t-1} W_hh^T
 
-        g_1x4H, _ = jax.lax.scan(backward_then_forward, jnp.full((1, 4 * hidden), scale), None, length=length - 1)
-        return scale + 1e-9 * jax.lax.optimization_barrier(g_1x4H)[0, 0]
+        g_Bx4H, _ = jax.lax.scan(backward_then_forward, jnp.full((batch, 4 * hidden), scale), None, length=length - 1)
+        return scale + 1e-9 * jax.lax.optimization_barrier(g_Bx4H)[0, 0]
 
     def weight_gradients(scale, z_NxK, dgates_Nx4H):
         dzw_Kx4H = jnp.einsum("nk,ng->kg", z_NxK * scale, dgates_Nx4H)
@@ -134,15 +141,17 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
         "adam": (adam, (params, tx.init(params)), ()),
     }
 
-    def repeated(body):
+    def repeated(body, reps):
         def run(carry, *operands):
             return jax.lax.scan(lambda c, _: (body(c, *operands), None), carry, None, length=reps)[0]
 
         return jax.jit(run)
 
-    seconds = {}
-    for name, (body, carry, operands) in parts.items():
-        run = repeated(body)
+    def timed(body, carry, operands):
+        """A run of `body` repeated inside one compiled program, timed per repetition."""
+        once = repeated(body, 1)
+        reps = repetitions(lambda: jax.block_until_ready(once(carry, *operands)), seconds)
+        run = repeated(body, reps)
         jax.block_until_ready(run(carry, *operands))  # compile
         times = []
         for _ in range(repeats):
@@ -150,9 +159,77 @@ def floor_seconds(repeats: int, dtype: str = "float64", reps: int = 200) -> dict
             result = jax.block_until_ready(run(carry, *operands))
             times.append((time.perf_counter() - start) / reps)
         if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(result)):
-            raise FloatingPointError(f"floor part {name} did not stay finite")
-        seconds[name] = statistics.median(times)
-    return seconds
+            raise FloatingPointError("a floor part did not stay finite")
+        return statistics.median(times)
+
+    return {name: timed(*part) for name, part in parts.items()}
+
+
+def repetitions(once, seconds: float, most: int = 200) -> int:
+    """How many repetitions of `once()` take about `seconds`: from one timed call, after an untimed
+    one (which compiles it), between 1 and `most`."""
+    once()
+    start = time.perf_counter()
+    once()
+    return max(1, min(most, round(seconds / (time.perf_counter() - start))))
+
+
+def torch_floor_seconds(
+    repeats: int, dtype: str = "float64", cell: tuple = SEED_CELL[:3], seconds: float = 0.2
+) -> dict:
+    """`floor_seconds`' parts as torch runs them (eager, at the process's thread count): the
+    chained products with torch.mm, the weight-gradient matmul, and torchseq's Adam
+    (`torchseq.train.make_optimizer`) stepping torchseq's model, the parameters standing in for
+    their gradients. The same arithmetic as `floor_seconds`, but each product and each of Adam's
+    operations is one eager call from Python, so this floor includes torch's dispatch, which
+    `floor_seconds` excludes by design: at batch 1 that is most of it; in the batched cells the
+    products dominate, and the two floors compare the libraries' matrix products there."""
+    import torch
+
+    from torchseq.model import build_model
+    from torchseq.train import make_optimizer
+
+    batch, hidden, length = cell
+    model = build_model(hidden, 0, dtype)
+    kind = getattr(torch, dtype)
+    generator = torch.Generator().manual_seed(0)
+    w_hh_4HxH = model.lstm.weight_hh_l0.detach().clone()
+    w_hh_4HxH /= torch.linalg.matrix_norm(w_hh_4HxH, ord=2)  # as in `floor_seconds`
+    z_NxK = torch.rand(length * batch, hidden + 2, dtype=kind, generator=generator)
+    dgates_Nx4H = torch.rand(length * batch, 4 * hidden, dtype=kind, generator=generator)
+    for p in model.parameters():
+        p.grad = p.detach().clone()
+    optimizer = make_optimizer("adam", model.parameters(), 1e-3)
+
+    def recurrent_products():
+        g_Bx4H = torch.full((batch, 4 * hidden), 1.0, dtype=kind)
+        for _ in range(length - 1):
+            g_Bx4H = (g_Bx4H @ w_hh_4HxH) @ w_hh_4HxH.T
+        return g_Bx4H
+
+    parts = {
+        "recurrent_products": recurrent_products,
+        "weight_gradients": lambda: z_NxK.T @ dgates_Nx4H,
+        "adam": optimizer.step,
+    }
+
+    def timed(part):
+        def run(n):
+            for _ in range(n):
+                part()
+
+        reps = repetitions(part, seconds)
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(reps)
+                times.append((time.perf_counter() - start) / reps)
+        return statistics.median(times)
+
+    if not bool(torch.isfinite(recurrent_products()).all()):
+        raise FloatingPointError("the chained products did not stay finite")
+    return {name: timed(part) for name, part in parts.items()}
 
 
 def main(argv=None) -> int:

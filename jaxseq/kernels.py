@@ -39,7 +39,7 @@ def recurrent_products(w_hh_4HxH):
     transpose of W_hh fused into the loop instead was about 1.4x slower at B=1), except in float32
     when H is not a multiple of 8 (the float32 lanes of an AVX register): there both run against
     W_hh^T (H, 4H), transposed once outside the scans, so that the per-step products stream over
-    the 4H axis. Measured on a 2-core AMD EPYC (AVX-512), jaxseq's whole training step, variants
+    the 4H axis. Measured on a 2-core AMD EPYC (AVX2), jaxseq's whole training step, variants
     interleaved, paired ratios (2026-12-01): float32, B=1, T=21, H=100: 5-9% faster (T=100: 18%);
     H=64, 128, 256: 0-9% slower; B=64, H=100: even. float64, B=1, T=21, H=100: 3-6% slower, so
     float64 keeps the stored layout.
