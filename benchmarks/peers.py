@@ -578,24 +578,29 @@ def measure_cell(workers, cell, peers, args, skip_compile: dict) -> dict:
     for name in timed:
         result["peers"][name]["ms"] = statistics.median(result["peers"][name]["all_ms"])
     seed_size = (model, batch, hidden, length) == ("lstm", *SEED_CELL[:3])
-    if (args.floors == "all" and model == "lstm" or args.floors == "seed" and seed_size) and "steps" in result["peers"][
-        "jaxseq"
-    ]:
-        request = {"floor": args.repeats, "cell": [batch, hidden, length], "dtype": dtype}
-        floor = worker_of("jaxseq").ask(request)  # None off the CPU
-        if floor is not None and "error" in floor:
-            result["floor_error"] = floor["error"]
-        elif floor is not None:
-            result["floor_ms"] = {k: v * 1e3 for k, v in floor.items()}
-            for threads in (1, 2):
-                if f"torch{threads}" in peers:
-                    torch_floor = worker_of(f"torch{threads}").ask(request)
-                    if "error" in torch_floor:
-                        result.setdefault("floor_error", torch_floor["error"])
-                        continue
-                    result.setdefault("torch_floor_ms", {})[str(threads)] = {k: v * 1e3 for k, v in torch_floor.items()}
+    wanted = {"all": model == "lstm", "seed": seed_size, "none": False}[args.floors]
+    if wanted and "steps" in result["peers"]["jaxseq"]:
+        result.update(floors(worker_of, [batch, hidden, length], dtype, peers, args.repeats))
     result["load_average"] = os.getloadavg()[0]  # other work on the machine, at the cell's end
     return result
+
+
+def floors(worker_of, size: list, dtype: str, peers: list, repeats: int) -> dict:
+    """An LSTM step's floor at `size` (B, H, T), ms per part: {"floor_ms": XLA's (the JAX worker),
+    "torch_floor_ms": {threads: torch's} (each torch worker timed, only once XLA's ran)}, with
+    "floor_error": the first failure's reason. Nothing off the CPU, where XLA's floor is None."""
+    request = {"floor": repeats, "cell": size, "dtype": dtype}
+    answers = {"jax": worker_of("jaxseq").ask(request)}
+    if answers["jax"] is None:
+        return {}
+    if "error" not in answers["jax"]:
+        answers |= {str(n): worker_of(f"torch{n}").ask(request) for n in (1, 2) if f"torch{n}" in peers}
+    timed = {k: {part: s * 1e3 for part, s in a.items()} for k, a in answers.items() if "error" not in a}
+    result = {"floor_ms": timed.pop("jax")} if "jax" in timed else {}
+    if timed:
+        result["torch_floor_ms"] = timed
+    errors = [a["error"] for a in answers.values() if "error" in a]
+    return result | ({"floor_error": errors[0]} if errors else {})
 
 
 def cell_label(cell) -> str:

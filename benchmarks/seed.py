@@ -219,12 +219,11 @@ def torch_floor_seconds(
                 part()
 
         reps = repetitions(part, seconds)
-        times = []
-        with torch.no_grad():
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run(reps)
-                times.append((time.perf_counter() - start) / reps)
+        times = []  # no torch.no_grad(): optimizer.step switches autograd off itself, nothing else tracks it
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(reps)
+            times.append((time.perf_counter() - start) / reps)
         return statistics.median(times)
 
     if not bool(torch.isfinite(recurrent_products()).all()):
