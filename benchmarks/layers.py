@@ -7,7 +7,7 @@
 
 For each cell (LSTM, GRU) and configuration (1 layer; 2 layers; bidirectional; 2 layers
 bidirectional) it times jaxseq's training step (`jaxseq.training.train_chunk`, Adam,
-whole-sequence loss) twice: with the cell's hand-written kernel (`jaxseq.recurrent.KERNELS`,
+whole-sequence loss) twice: with the cell's hand-written kernel (`jaxseq.nn.recurrent.KERNELS`,
 the default) and with the kernel table
 emptied, i.e. plain autodiff through `lax.scan`. Each variant is compiled once; the variants are
 then timed in turn (interleaved), `--repeats` times, and the medians reported, with the time per
@@ -38,7 +38,7 @@ def compiled_step(cell, layers, bidirectional, batch, hidden, length, dtype, chu
     import numpy as np
     from flax import nnx
 
-    from jaxseq import recurrent
+    from jaxseq.nn import recurrent
     from jaxseq.config import TrainConfig
     from jaxseq.task import Sequences, data_key
     from jaxseq.training import TrainState, init_model, prepare, static_args, train_chunk

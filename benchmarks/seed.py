@@ -87,7 +87,7 @@ def floor_seconds(
       chained here with nothing else.
     - weight_gradients: every LSTM weight and bias gradient as one matmul, z^T dgates with
       z = [h_{t-1}, x_t, 1]: (T*B, H+I+1)^T (T*B, 4H). jaxseq's kernel does the same arithmetic as
-      one matmul per weight and a sum (`jaxseq.kernels._weight_gradients`).
+      one matmul per weight and a sum (`jaxseq.nn.kernels._weight_gradients`).
     - adam: jaxseq's Adam update (`make_optimizer`, optax) and `optax.apply_updates` on the
       model's parameters.
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from jaxseq.errors import OptionError
+from jaxseq.nn.model import Architecture  # noqa: F401 (the run's model, re-exported for the trainers)
 
 # Each optimizer (torch.optim's SGD, Adam, AdamW, RMSprop, Adagrad), its options and torch's default for each.
 OPTIMIZER_OPTIONS: dict[str, dict[str, Any]] = {
@@ -170,32 +171,3 @@ class TrainConfig:
         """Whether a run writes a checkpoint after `steps_done` steps: every `checkpoint_every`, and at the end."""
         every = self.checkpoint_every
         return bool(every) and (steps_done % every == 0 or steps_done == self.steps)
-
-
-class Architecture(NamedTuple):
-    """What a Model is: the layer kind, sizes, depth and directions (torch.nn's option names)."""
-
-    cell: str = "lstm"  # "lstm", "gru" or "rnn" (tanh)
-    input_size: int = 1
-    hidden_size: int = 100
-    output_size: int = 1
-    num_layers: int = 1
-    bidirectional: bool = False
-
-    @classmethod
-    def of_run(cls, config: TrainConfig, input_size: int, output_size: int) -> Architecture:
-        """The architecture a TrainConfig's run trains, for data of these feature sizes."""
-        return cls(config.cell, input_size, config.hidden, output_size, config.layers, config.bidirectional)
-
-    @property
-    def features(self) -> int:
-        """What the head sees: both directions' outputs, concatenated."""
-        return self.hidden_size * (2 if self.bidirectional else 1)
-
-    def build(self, *, dtype="float32", seed: int = 0, init: str = "torch"):
-        """The `jaxseq.Model` of this architecture, initialised by `init` from `seed` (JAX's random numbers)."""
-        from flax import nnx
-
-        from jaxseq.model import Model, enable_dtype
-
-        return Model(**self._asdict(), init=init, param_dtype=enable_dtype(dtype), rngs=nnx.Rngs(seed))

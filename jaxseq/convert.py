@@ -3,7 +3,7 @@
 Every jaxseq layer stores its tensors under torch's names and in torch's layouts (`jaxseq.nn`,
 `jaxseq.recurrent`), so a rule is (torch key = the jaxseq parameter's path joined by ".", its
 shape), and nothing is transposed. The rules of a Model are `model_shapes(architecture)`; those
-of a torch.nn.LSTM/GRU/RNN are `jaxseq.recurrent.parameter_shapes(options)`. One loop applies
+of a torch.nn.LSTM/GRU/RNN are `jaxseq.nn.recurrent.parameter_shapes(options)`. One loop applies
 them each way (`load_state_dict`, `state_dict`), checking every tensor's shape; values are
 copied, never cast, so the round trip is exact. torch is never imported here: a state_dict may
 hold torch tensors or NumPy arrays. Weight files are read and written in `jaxseq.weights`.
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseq.config import Architecture
+from jaxseq.nn.model import Architecture
 from jaxseq.errors import ConversionError
-from jaxseq.model import Model, enable_dtype
-from jaxseq.recurrent import GATES, RNNBase, check_options, parameter_shapes
+from jaxseq.nn.model import Model, enable_dtype
+from jaxseq.nn.recurrent import GATES, RNNBase, check_options, parameter_shapes
 
 __all__ = ["Architecture", "ConversionError", "from_torch", "to_torch_state_dict", "model_shapes"]
 
@@ -30,7 +30,7 @@ MODES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN_TANH"}  # cell -> jaxseq.recu
 def model_shapes(arch: Architecture) -> dict[str, tuple[int, ...]]:
     """The rules of a Model: every PyTorch key of its state_dict and its shape, in torch's order.
 
-    `{cell}.{name}`: the recurrent layer's tensors (`jaxseq.recurrent.parameter_shapes`);
+    `{cell}.{name}`: the recurrent layer's tensors (`jaxseq.nn.recurrent.parameter_shapes`);
     `linear.weight` (O, D*H) and `linear.bias` (O,): the head, as nn.Linear stores them.
     """
     layer = parameter_shapes(

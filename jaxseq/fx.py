@@ -902,7 +902,7 @@ class Interpreter:
     call_method = call_function  # args[0] is the tensor
 
     def call_module(self, path: str, args, kwargs):
-        from jaxseq.recurrent import RNNBase
+        from jaxseq.nn.recurrent import RNNBase
 
         layer = _walk(self.module, path)
         if isinstance(layer, RNNBase):
@@ -966,7 +966,7 @@ def from_torch(module, *, rngs: nnx.Rngs | None = None) -> TracedModule:
     """
     import torch
 
-    from jaxseq.model import enable_dtype
+    from jaxseq.nn.model import enable_dtype
 
     if not isinstance(module, torch.nn.Module):
         raise ConversionError(f"from_torch expects a torch.nn.Module; got {type(module).__name__}")
@@ -1141,7 +1141,7 @@ def _program(graph, constants: dict, module) -> tuple[Instruction, ...]:
                 t = constants.get(target)
                 t = (t if t is not None else _torch_walk(module, target)).detach().cpu()
                 if t.is_floating_point() and t.dtype == torch.float64:
-                    from jaxseq.model import enable_dtype
+                    from jaxseq.nn.model import enable_dtype
 
                     enable_dtype(jnp.float64)
                 target = Const(str(t.dtype).removeprefix("torch."), tuple(t.shape), tuple(t.numpy().ravel().tolist()))

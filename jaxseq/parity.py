@@ -482,7 +482,7 @@ def check(
       OptionError for arguments that cannot work (with the reason), ConversionError for a model,
       optimizer or scheduler that does not convert (naming the op, layer or key).
     """
-    from jaxseq.model import enable_dtype
+    from jaxseq.nn.model import enable_dtype
 
     named = _check_arguments(model, optimizer, loss, jax_model)
     dtype = _dtype_of(model)

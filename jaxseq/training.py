@@ -21,9 +21,10 @@ import optax
 from flax import nnx
 
 from jaxseq import devices, optim
-from jaxseq.config import Architecture, TrainConfig
+from jaxseq.config import TrainConfig
+from jaxseq.nn.model import Architecture
 from jaxseq.errors import DivergenceError
-from jaxseq.model import Model, enable_dtype
+from jaxseq.nn.model import Model, enable_dtype
 from jaxseq.optim import accumulate_gradients, make_optimizer, with_learning_rate  # noqa: F401 (their old home)
 from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, load_sequences, minibatch_indices
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseq.config import Architecture
+from jaxseq.nn.model import Architecture
 from jaxseq.convert import _to_numpy, check_state_dict, from_torch, to_torch_state_dict
 from jaxseq.errors import ConversionError, OptionError, torch_required
 

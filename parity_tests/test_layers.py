@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import jaxseq
 from jaxseq.convert import ConversionError
-from jaxseq.recurrent import GRU, LSTM, RNN, RNNBase, inverted_dropout
+from jaxseq.nn.recurrent import GRU, LSTM, RNN, RNNBase, inverted_dropout
 from jaxseq.training import make_optimizer
 from parity_tests.helpers import (
     FORWARD_ATOL,
@@ -244,7 +244,7 @@ def test_lengths_all_full_equals_no_lengths():
 def test_kernel_matches_autodiff_scan(mode, with_lengths, bias, dtype):
     """Each hand-written kernel (jaxseq.kernels, `recurrent.KERNELS`) against autodiff through a plain
     `lax.scan` of `recurrent.cell` that carries the state through padding: outputs and every gradient."""
-    from jaxseq import recurrent
+    from jaxseq.nn import recurrent
 
     rng = np.random.default_rng(0)
     T, B, I, H = 9, 3, 2, 5

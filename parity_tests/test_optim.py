@@ -17,7 +17,7 @@ from flax import nnx
 from jaxseq import optim
 from jaxseq.errors import ConversionError, OptionError
 from jaxseq.nn import Linear
-from jaxseq.recurrent import LSTM
+from jaxseq.nn.recurrent import LSTM
 from parity_tests.helpers import assert_close
 
 # Loss at every step of a 200-step trajectory, relative; final parameters, absolute (float64).

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import jaxseq
-from jaxseq.config import Architecture, TrainConfig
+from jaxseq.config import TrainConfig
+from jaxseq.nn.model import Architecture
 from jaxseq.convert import check_state_dict
 from parity_tests.helpers import assert_trajectories_close, compared, torch_state_dict_numpy
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jaxseq.config import Architecture
+from jaxseq.nn.model import Architecture
 
 LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

@@ -11,7 +11,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from jaxseq.config import Architecture, TrainConfig
+from jaxseq.config import TrainConfig
+from jaxseq.nn.model import Architecture
 from jaxseq.errors import CheckpointError, DivergenceError
 from jaxseq.optim import torch_from_config
 from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches

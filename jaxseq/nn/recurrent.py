@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseq import kernels
-from jaxseq.nn import torch_uniform
+from jaxseq.nn import kernels
+from jaxseq.nn.layers import torch_uniform
 
 # PyTorch's `mode` strings, and the number of gate blocks each stacks in its weights:
 # LSTM i, f, g, o; GRU r, z, n; RNN one.

@@ -9,13 +9,39 @@ gate order, layouts), so a parameter's path joined by "." is its torch state_dic
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseq import recurrent
-from jaxseq.config import Architecture
-from jaxseq.nn import Linear
+from jaxseq.nn import recurrent
+from jaxseq.nn.layers import Linear
+
+class Architecture(NamedTuple):
+    """What a Model is: the layer kind, sizes, depth and directions (torch.nn's option names)."""
+
+    cell: str = "lstm"  # "lstm", "gru" or "rnn" (tanh)
+    input_size: int = 1
+    hidden_size: int = 100
+    output_size: int = 1
+    num_layers: int = 1
+    bidirectional: bool = False
+
+    @classmethod
+    def of_run(cls, config: TrainConfig, input_size: int, output_size: int) -> Architecture:
+        """The architecture a TrainConfig's run trains, for data of these feature sizes."""
+        return cls(config.cell, input_size, config.hidden, output_size, config.layers, config.bidirectional)
+
+    @property
+    def features(self) -> int:
+        """What the head sees: both directions' outputs, concatenated."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def build(self, *, dtype="float32", seed: int = 0, init: str = "torch"):
+        """The `jaxseq.Model` of this architecture, initialised by `init` from `seed` (JAX's random numbers)."""
+        return Model(**self._asdict(), init=init, param_dtype=enable_dtype(dtype), rngs=nnx.Rngs(seed))
+
 
 LAYERS = {"lstm": recurrent.LSTM, "gru": recurrent.GRU, "rnn": recurrent.RNN}
 
