@@ -102,7 +102,7 @@ def to_torch(run_dir, out_dir, data) -> Path:
     from flax import nnx
 
     from jaxseq import optim, outputs
-    from jaxseq.convert import to_torch_state_dict
+    from jaxseq.port.convert import to_torch_state_dict
     from torchseq.model import from_state_dict
     from torchseq.train import save_checkpoint
 
@@ -129,7 +129,7 @@ def from_torch(run_dir, out_dir) -> Path:
     from flax import nnx
 
     from jaxseq import optim, outputs
-    from jaxseq.convert import from_torch as model_from_torch
+    from jaxseq.port.convert import from_torch as model_from_torch
     from jaxseq.training import TrainState
     from torchseq.model import from_state_dict
     from torchseq.train import load_checkpoint

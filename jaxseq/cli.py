@@ -42,7 +42,7 @@ def initial_model(inputs: runs.RunInputs):
     """The model --init-from names (read once, by `runs.read_inputs`), or None for `train` to build."""
     if inputs.weights is None:
         return None
-    from jaxseq.convert import from_torch
+    from jaxseq.port.convert import from_torch
 
     return from_torch(inputs.weights)
 
@@ -56,7 +56,7 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from jaxseq.training import train
-    from jaxseq.weights import save_weights
+    from jaxseq.port.weights import save_weights
 
     use_compilation_cache(args)
 
@@ -115,7 +115,7 @@ def compare_command(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxseq.weights import load_weights
+    from jaxseq.port.weights import load_weights
 
     model = load_weights(args.weights)
     batch = runs.predict_inputs(args, str(model.linear.weight[...].dtype), model.architecture.input_size)
@@ -139,7 +139,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from jaxseq.weights import check_format, read_weights_file, write_weights_file
+    from jaxseq.port.weights import check_format, read_weights_file, write_weights_file
 
     to = Path(args.to)
     if args.format == "pt" or args.format in RUN_FORMATS:

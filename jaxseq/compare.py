@@ -41,7 +41,7 @@ def compare(config: TrainConfig, batch=None, *, progress: bool = False, weights=
         from torchseq.train import init_model
     except ImportError:
         raise torch_required("compare") from None
-    from jaxseq.convert import from_torch, to_torch_state_dict
+    from jaxseq.port.convert import from_torch, to_torch_state_dict
     from jaxseq.task import load_sequences
     from jaxseq.training import train
 

@@ -37,7 +37,7 @@ def read_inputs(config: TrainConfig, *, resumed: bool = False, checkpoint=None) 
     from_config(config)  # an OptionError naming a bad --schedule or combination, before anything runs
     weights = None
     if config.init_from is not None and not resumed:
-        from jaxseq.weights import check_weights_fit, read_weights_file
+        from jaxseq.port.weights import check_weights_fit, read_weights_file
 
         weights = read_weights_file(config.init_from)
         sizes = dict(input_size=data.x.shape[-1], output_size=data.y.shape[-1])

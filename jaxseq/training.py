@@ -137,8 +137,8 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
     or jaxseq's own initialisation (`config.init`, `config.seed`)."""
     dtype = enable_dtype(config.dtype)
     if config.init_from is not None:
-        from jaxseq.convert import from_torch
-        from jaxseq.weights import check_weights_fit, read_weights_file
+        from jaxseq.port.convert import from_torch
+        from jaxseq.port.weights import check_weights_fit, read_weights_file
 
         state_dict = read_weights_file(config.init_from)
         check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
@@ -150,7 +150,7 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
             from jaxseq.errors import torch_required
 
             raise torch_required("--init-from-torch") from None
-        from jaxseq.convert import from_torch
+        from jaxseq.port.convert import from_torch
 
         torch_config = config.replace(seed=config.init_from_torch)  # init_from is None here
         return from_torch(torch_init_model(torch_config, input_size, output_size))

@@ -19,7 +19,7 @@ from jaxseq import cli as jaxseq_cli
 from jaxseq.config import TrainConfig
 from jaxseq.outputs import read_history
 from jaxseq.training import init_model
-from jaxseq.weights import save_weights
+from jaxseq.port.weights import save_weights
 from parity_tests.helpers import assert_one_line_error
 from torchseq import cli as torchseq_cli
 

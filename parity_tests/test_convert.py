@@ -6,8 +6,8 @@ import torch
 
 import jaxseq
 import torchseq
-from jaxseq.convert import Architecture, ConversionError, check_state_dict, model_shapes
-from jaxseq.weights import load_weights, save_weights
+from jaxseq.port.convert import Architecture, ConversionError, check_state_dict, model_shapes
+from jaxseq.port.weights import load_weights, save_weights
 from parity_tests.helpers import torch_state_dict_numpy
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jaxseq import cli as jaxseq_cli
-from jaxseq.weights import read_weights_file
+from jaxseq.port.weights import read_weights_file
 from parity_tests.helpers import FORWARD_ATOL, assert_close
 from torchseq import cli as torchseq_cli
 
@@ -73,7 +73,7 @@ BAD_WEIGHTS = [
 @pytest.mark.parametrize("fmt", ["pt", "safetensors"])
 @pytest.mark.parametrize("mutate,message", BAD_WEIGHTS, ids=["missing", "extra", "shape", "dtype"])
 def test_bad_weights_file_is_one_line(runs, tmp_path, capsys, prog, fmt, mutate, message):
-    from jaxseq.weights import write_weights_file
+    from jaxseq.port.weights import write_weights_file
 
     state_dict = dict(read_weights_file(runs / "jaxseq"))
     mutate(state_dict)

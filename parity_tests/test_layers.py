@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import jaxseq
-from jaxseq.convert import ConversionError
+from jaxseq.port.convert import ConversionError
 from jaxseq.nn.recurrent import GRU, LSTM, RNN, RNNBase, inverted_dropout
 from jaxseq.training import make_optimizer
 from parity_tests.helpers import (

@@ -14,7 +14,7 @@ import pytest
 import jaxseq
 from jaxseq.config import TrainConfig
 from jaxseq.nn.model import Architecture
-from jaxseq.convert import check_state_dict
+from jaxseq.port.convert import check_state_dict
 from parity_tests.helpers import assert_trajectories_close, compared, torch_state_dict_numpy
 
 

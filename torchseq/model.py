@@ -75,14 +75,14 @@ def build_model(
 
 def load_model(path) -> Model:
     """A Model holding the weights in a .pt or .safetensors file (or a run directory), in their dtype."""
-    from jaxseq.weights import read_weights_file
+    from jaxseq.port.weights import read_weights_file
 
     return from_state_dict(read_weights_file(path))
 
 
 def from_state_dict(state_dict) -> Model:
-    """A Model holding a checked NumPy state_dict (see jaxseq.convert.check_state_dict), in its dtype."""
-    from jaxseq.convert import check_state_dict
+    """A Model holding a checked NumPy state_dict (see jaxseq.port.convert.check_state_dict), in its dtype."""
+    from jaxseq.port.convert import check_state_dict
 
     arch = check_state_dict(state_dict)
     model = build(arch, dtype=str(next(iter(state_dict.values())).dtype))

@@ -50,7 +50,7 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
     """The run's starting model: the weights in --init-from, or the original script's initialisation."""
     if config.init_from is None:
         return build(Architecture.of_run(config, input_size, output_size), seed=config.seed, dtype=config.dtype)
-    from jaxseq.weights import check_weights_fit, read_weights_file
+    from jaxseq.port.weights import check_weights_fit, read_weights_file
 
     state_dict = read_weights_file(config.init_from)
     check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
@@ -133,7 +133,7 @@ def train(
 
 def _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTxO) -> int:
     """Loads a checkpoint into the model, optimizer, scheduler and history; returns the steps it holds."""
-    from jaxseq.weights import check_weights_fit
+    from jaxseq.port.weights import check_weights_fit
 
     sizes = dict(input_size=x_NxTxI.shape[-1], output_size=y_NxTxO.shape[-1])
     check_weights_fit(resume.model, config, source="the checkpoint", **sizes)
@@ -219,7 +219,7 @@ def load_checkpoint(run_dir) -> TorchCheckpoint:
         zipfile.BadZipFile,
     ) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    from jaxseq.convert import check_state_dict
+    from jaxseq.port.convert import check_state_dict
 
     config = payload["config"]
     try:

@@ -191,40 +191,11 @@ class RNNBase(nnx.Module):
         return x_TxBxI, unbatched
 
     def _stack(self, x_TxBxI, h0_KxBxHo, c0_KxBxH, lengths_B, dropout_key):
-        """Every layer and direction, time-major: (output_TxBxDHo, h_n_KxBxHo, c_n_KxBxH or None)."""
-        T = x_TxBxI.shape[0]
-        L, D = self.num_layers, 2 if self.bidirectional else 1
-        if lengths_B is None:
-            reverse = functools.partial(jnp.flip, axis=0)
-        else:
-            # Reversing each sequence within its own length maps step t to (length - 1 - t) mod T: steps
-            # [0, length) are reversed, padded steps [length, T) map among themselves. The map is its own inverse.
-            reverse_TxB = (lengths_B[None, :] - 1 - jnp.arange(T)[:, None]) % T
-            reverse = functools.partial(_take_steps, steps_TxB=reverse_TxB)
-        kernel = None if self.proj_size else KERNELS.get(self.mode)
-        h_n, c_n = [], []
-        layer_in_TxBxF = x_TxBxI
-        for layer in range(L):
-            outputs = []
-            for direction, suffix in enumerate(("", "_reverse")[:D]):
-                k = layer * D + direction
-                weights = {
-                    name: getattr(self, f"{name}_l{layer}{suffix}")[...]
-                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-                    if hasattr(self, f"{name}_l{layer}{suffix}")
-                }
-                xs_TxBxF = layer_in_TxBxF if direction == 0 else reverse(layer_in_TxBxF)
-                c0_BxH = None if c0_KxBxH is None else c0_KxBxH[k]
-                out_TxBxHo, (h_BxHo, c_BxH) = run_direction(
-                    self.mode, weights, xs_TxBxF, lengths_B, h0_KxBxHo[k], c0_BxH, kernel=kernel
-                )
-                outputs.append(out_TxBxHo if direction == 0 else reverse(out_TxBxHo))
-                h_n.append(h_BxHo)
-                c_n.append(c_BxH)
-            layer_in_TxBxF = jnp.concatenate(outputs, axis=-1) if D == 2 else outputs[0]
-            if dropout_key is not None and self.dropout > 0 and layer < L - 1:
-                layer_in_TxBxF = inverted_dropout(jax.random.fold_in(dropout_key, layer), layer_in_TxBxF, self.dropout)
-        return layer_in_TxBxF, jnp.stack(h_n), None if c0_KxBxH is None else jnp.stack(c_n)
+        weights = {name: getattr(self, name)[...] for name in self.parameter_shapes()}
+        return run_stack(
+            self.mode, weights, x_TxBxI, h0_KxBxHo, c0_KxBxH, lengths_B, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, dropout=self.dropout, dropout_key=dropout_key,
+        )
 
     def _initial_state(self, hx, unbatched, B, dtype):
         """(h0_KxBxH_out, c0_KxBxH or None) from PyTorch's hx, with K = D*L; zeros when hx is None."""
@@ -361,6 +332,58 @@ def cell(mode: str, weights: dict, xw_BxG, h_BxHo, c_BxH):
         return (1 - z) * n + z * h_BxHo, None
     pre_BxH = xw_BxG + hw_BxG
     return (jnp.tanh(pre_BxH) if mode == "RNN_TANH" else jax.nn.relu(pre_BxH)), None
+
+
+def run_stack(
+    mode: str,
+    weights: dict,
+    x_TxBxI,
+    h0_KxBxHo,
+    c0_KxBxH=None,
+    lengths_B=None,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    dropout_key=None,
+):
+    """Every layer and direction of a torch recurrent stack, time-major: (output_TxBxDHo, h_n_KxBxHo,
+    c_n_KxBxH or None). `weights` maps torch's parameter names (`weight_ih_l0`, `bias_hh_l1_reverse`,
+    `weight_hr_l0`) to arrays; K = num_layers * directions, index l*D + d as in torch. The one
+    implementation behind `RNNBase` and the converter's `aten.lstm` / `gru` / `rnn_*` ops."""
+    T = x_TxBxI.shape[0]
+    L, D = num_layers, 2 if bidirectional else 1
+    if lengths_B is None:
+        reverse = functools.partial(jnp.flip, axis=0)
+    else:
+        # Reversing each sequence within its own length maps step t to (length - 1 - t) mod T: steps
+        # [0, length) are reversed, padded steps [length, T) map among themselves. The map is its own inverse.
+        reverse_TxB = (lengths_B[None, :] - 1 - jnp.arange(T)[:, None]) % T
+        reverse = functools.partial(_take_steps, steps_TxB=reverse_TxB)
+    kernel = None if any(name.startswith("weight_hr") for name in weights) else KERNELS.get(mode)
+    h_n, c_n = [], []
+    layer_in_TxBxF = x_TxBxI
+    for layer in range(L):
+        outputs = []
+        for direction, suffix in enumerate(("", "_reverse")[:D]):
+            k = layer * D + direction
+            layer_weights = {
+                name: weights[f"{name}_l{layer}{suffix}"]
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+                if f"{name}_l{layer}{suffix}" in weights
+            }
+            xs_TxBxF = layer_in_TxBxF if direction == 0 else reverse(layer_in_TxBxF)
+            c0_BxH = None if c0_KxBxH is None else c0_KxBxH[k]
+            out_TxBxHo, (h_BxHo, c_BxH) = run_direction(
+                mode, layer_weights, xs_TxBxF, lengths_B, h0_KxBxHo[k], c0_BxH, kernel=kernel
+            )
+            outputs.append(out_TxBxHo if direction == 0 else reverse(out_TxBxHo))
+            h_n.append(h_BxHo)
+            c_n.append(c_BxH)
+        layer_in_TxBxF = jnp.concatenate(outputs, axis=-1) if D == 2 else outputs[0]
+        if dropout_key is not None and dropout > 0 and layer < L - 1:
+            layer_in_TxBxF = inverted_dropout(jax.random.fold_in(dropout_key, layer), layer_in_TxBxF, dropout)
+    return layer_in_TxBxF, jnp.stack(h_n), None if c0_KxBxH is None else jnp.stack(c_n)
 
 
 # The hand-written recurrences, by mode: used for every direction of that mode without proj_size.

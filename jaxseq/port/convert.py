@@ -131,7 +131,7 @@ def _check_shapes_and_dtype(state_dict: Mapping, shapes: dict, described: str) -
         raise ConversionError(f"dtype {', '.join(dtypes)} is not supported: tensors must all be float32 or all float64")
 
 
-def from_torch(obj, *, kind: str | None = None, **options):
+def from_torch(obj, *args, kind: str | None = None, **options):
     """The jaxseq module with exactly the weights of a torch module or a state_dict.
 
     - a torchseq Model, or its state_dict (torch tensors or NumPy): a `jaxseq.Model`, its
@@ -139,22 +139,26 @@ def from_torch(obj, *, kind: str | None = None, **options):
     - a torch.nn.LSTM, GRU or RNN module (or a subclass): the `jaxseq.LSTM`/`GRU`/`RNN` with the
       same options; so does the state_dict of one, given `kind` ("lstm", "gru" or "rnn") and the
       options it was built with (see `recurrent_from_torch`).
-    - any other torch.nn.Module that torch.fx can trace (your own model): the whole model in Flax
-      NNX, its parameters and buffers under their PyTorch names (`jaxseq.fx.from_torch`).
+    - any other torch.nn.Module (your own model), with example arguments of its forward
+      (`from_torch(model, x, lengths=lengths)`): the whole model, captured with torch.export, in
+      Flax NNX, its parameters and buffers under their PyTorch names (`jaxseq.port.module`).
     The dtype is kept (float32 or float64).
 
     >>> model = jaxseq.from_torch(torchseq.build_model(hidden=100, seed=0))
     >>> gru = jaxseq.from_torch(torch.nn.GRU(3, 8, num_layers=2, bidirectional=True))
-    >>> mine = jaxseq.from_torch(MyModel())  # embeddings, convolutions, norms, recurrent layers, a loss
+    >>> mine = jaxseq.from_torch(MyModel(), x)  # exported on x: any core-ATen forward
     """
-    if kind is not None or torch_recurrent_kind(obj) is not None:
+    if (kind is not None or torch_recurrent_kind(obj) is not None) and not args:
         return recurrent_from_torch(obj, kind=kind, **options)
     if _is_torch_module(obj) and type(obj).__module__ != "torchseq.model":
-        if options:
-            raise ConversionError(f"option {next(iter(options))!r} is for LSTM, GRU and RNN state_dicts")
-        from jaxseq import fx
+        if not args and not options:
+            raise ConversionError(
+                f"{type(obj).__name__}: pass example arguments of its forward, as you call it: "
+                "jaxseq.from_torch(model, x) (torch.export captures forward on them)"
+            )
+        from jaxseq.port import module
 
-        return fx.from_torch(obj)
+        return module.from_torch(obj, *args, **options)
     if options:
         raise ConversionError(f"option {next(iter(options))!r} is for LSTM, GRU and RNN state_dicts: pass kind= too")
     if isinstance(obj, Mapping) and "weight_ih_l0" in obj:
@@ -177,15 +181,17 @@ def to_torch_state_dict(model) -> dict[str, np.ndarray]:
 
     For a `jaxseq.Model`, `torchseq.Model.load_state_dict({k: torch.from_numpy(v) ...})` accepts
     it; for a `jaxseq.LSTM`/`GRU`/`RNN`, torch.nn.LSTM/GRU/RNN's does; for a converted model of
-    your own (`jaxseq.fx`), your module's does (`strict=True`; buffers and tied weights included).
+    your own (`jaxseq.port.module`), your module's does (`strict=True`; buffers and tied weights included).
     """
     if isinstance(model, RNNBase):
         return state_dict(model, model.parameter_shapes())
     if isinstance(model, Model):
         return state_dict(model, model_shapes(model.architecture))
-    from jaxseq import fx
+    from jaxseq.port import module
 
-    return fx.to_torch_state_dict(model)
+    if not isinstance(model, module.ExportedModule):
+        raise ConversionError(f"expected a jaxseq Model, LSTM/GRU/RNN or converted module; got {type(model).__name__}")
+    return module.to_torch_state_dict(model)
 
 
 # torch.nn.LSTM, GRU and RNN: the rules are `parameter_shapes(...)`, generated from the options.

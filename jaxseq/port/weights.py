@@ -1,6 +1,6 @@
 """Weight files: a model's state_dict under PyTorch's names, as .safetensors or .pt.
 
-Reading checks the tensors with `jaxseq.convert.check_state_dict`, so a wrong file is refused by
+Reading checks the tensors with `jaxseq.port.convert.check_state_dict`, so a wrong file is refused by
 name before any training; errors name the file. `.pt` files need torch and are read with
 `weights_only=True` (no code is unpickled).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxseq.nn.model import Architecture
-from jaxseq.convert import _to_numpy, check_state_dict, from_torch, to_torch_state_dict
+from jaxseq.port.convert import _to_numpy, check_state_dict, from_torch, to_torch_state_dict
 from jaxseq.errors import ConversionError, OptionError, torch_required
 
 SUFFIXES = {"safetensors": (".safetensors",), "pt": (".pt", ".pth")}
