@@ -429,7 +429,7 @@ class DropoutLM(tnn.Module):
         return F.dropout(out, 0.2, training=self.training) if self.functional else out
 
 
-@pytest.mark.parametrize("functional,message", [(False, "LSTM(dropout=0.3) at `lstm`"), (True, "F.dropout at")])
+@pytest.mark.parametrize("functional,message", [(False, "LSTM(dropout=0.3) at `lstm`"), (True, "aten.native_dropout.default at")])
 def test_dropout_in_training_mode_refused(functional, message):
     """Masks are drawn differently in torch and JAX: refused, with the way out."""
     model = DropoutLM(functional).double()
@@ -443,7 +443,7 @@ def test_dropout_in_training_mode_refused(functional, message):
     "change,message",
     [
         (dict(loss="hinge"), "loss must be one of mse, cross_entropy"),
-        (dict(batches=[torch.ones(2)]), "batches is a list holding Tensor"),
+        (dict(batches=[torch.ones(2)]), "batches holds Tensor"),
         (dict(batches=torch.ones(2)), "batches must be one tuple"),
         (dict(steps=0), "steps must be an integer >= 1"),
         (dict(loss=None, batches=(_randn(2, 3, 3),)), "with loss=None the model must return its loss"),
@@ -464,7 +464,7 @@ def test_cli_check_char_lm(tmp_path, capsys):
     out = tmp_path / "tmp"
     assert cli.main(["check", str(EXAMPLES / "char_lm.py"), "--steps", "20", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "CharLM (float64), 20 steps" in printed and "ok: within the float64 tolerances" in printed, printed
+    assert "CharLM (float64, eval mode), 20 steps" in printed and "ok: within the float64 tolerances" in printed, printed
     data = json.loads((out / "report.json").read_text())
     keys = {"ok", "steps", "max_rel_loss_diff", "max_abs_param_diff", "first_divergence", "param_diffs", "grad_diffs"}
     assert keys <= set(data), sorted(data)
@@ -510,12 +510,12 @@ BAD_FILES = [
     ("not-a-dict", GOOD + "\ndef three():\n    return 3\n", ":three", "returned int, not a dict"),
     ("missing-key", GOOD.replace("optimizer=torch.optim.SGD(model.parameters(), lr=0.1), ", ""), "",
      "returned no 'optimizer'"),
-    ("unsupported-op", GOOD.replace("return self.linear(x)", "return torch.cumsum(self.linear(x), 0)"), "",
-     "torch.cumsum is not supported by jaxseq.fx"),
+    ("unsupported-op", GOOD.replace("return self.linear(x)", "return torch.special.bessel_j0(self.linear(x))"), "",
+     "1 op not in jaxseq's op table: aten.special_bessel_j0.default"),
     ("model-raises-on-batch", GOOD.replace("x = torch.ones(3, 2,", "x = torch.ones(3, 5,"), "",
-     "the torch training step 1 raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+     "RuntimeError: a and b must have same reduction dim"),
     ("untraceable-forward", GOOD.replace("return self.linear(x)", "return self.linear(x) if x.sum() > 0 else x"), "",
-     "torch.fx cannot trace Net.forward"),
+     "torch.export cannot capture forward"),
 ]  # fmt: skip
 
 

@@ -606,7 +606,7 @@ def _schedule(batches, steps, loss: Loss) -> tuple[list, int]:
     DataLoader: its batches, read once), one per step."""
     if isinstance(batches, tuple):
         schedule, default = [batches], DEFAULT_STEPS
-    elif isinstance(batches, Iterable) and not isinstance(batches, str | bytes | dict):
+    elif isinstance(batches, Iterable) and not isinstance(batches, str | bytes | dict) and not hasattr(batches, "shape"):
         schedule = list(batches)
         kinds = {type(b).__name__ for b in schedule if not isinstance(b, tuple | list)}
         if kinds:
@@ -682,7 +682,8 @@ def _active_dropout(model) -> str | None:
 
 
 def _traced_dropout(model, jax_model) -> str | None:
-    """A random op (F.dropout with p > 0 and training=True, ...) in the converted model's graph."""
+    """A random op (F.dropout with p > 0 and training=True, ...) in the converted model's graph;
+    recurrent layers' dropout is read off the torch layers (`_active_dropout`)."""
     from jaxseq.port.module import ExportedModule
 
     if not model.training or not isinstance(jax_model, ExportedModule):

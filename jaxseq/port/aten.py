@@ -757,20 +757,20 @@ def avg_pool(self, kernel_size, stride=(), padding=0, ceil_mode=False, count_inc
 def native_dropout(input, p, train, *, key):
     if not train or p == 0:
         return input, jnp.ones(input.shape, bool)
-    keep = jax.random.bernoulli(key, 1 - p, input.shape)
+    keep = jax.random.bernoulli(key(), 1 - p, input.shape)
     return jnp.where(keep, input / (1 - p), 0).astype(input.dtype), keep
 
 
 @implements("aten.bernoulli.p", random=True)
 def bernoulli(self, p=0.5, *, generator=None, key):
-    return jax.random.bernoulli(key, p, self.shape).astype(self.dtype)
+    return jax.random.bernoulli(key(), p, self.shape).astype(self.dtype)
 
 
 @implements("aten.rand.default", random=True)
 def rand(size, *, generator=None, dtype=None, layout=None, device=None, pin_memory=None, key):
-    return jax.random.uniform(key, tuple(size), dtype or jnp.float32)
+    return jax.random.uniform(key(), tuple(size), dtype or jnp.float32)
 
 
 @implements("aten.randn.default", random=True)
 def randn(size, *, generator=None, dtype=None, layout=None, device=None, pin_memory=None, key):
-    return jax.random.normal(key, tuple(size), dtype or jnp.float32)
+    return jax.random.normal(key(), tuple(size), dtype or jnp.float32)

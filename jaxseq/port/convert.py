@@ -189,9 +189,16 @@ def to_torch_state_dict(model) -> dict[str, np.ndarray]:
         return state_dict(model, model_shapes(model.architecture))
     from jaxseq.port import module
 
-    if not isinstance(model, module.ExportedModule):
-        raise ConversionError(f"expected a jaxseq Model, LSTM/GRU/RNN or converted module; got {type(model).__name__}")
-    return module.to_torch_state_dict(model)
+    if isinstance(model, module.ExportedModule):
+        return module.to_torch_state_dict(model)
+    if not isinstance(model, nnx.Module):
+        raise ConversionError(f"expected a jaxseq or Flax NNX module; got {type(model).__name__}")
+    # a hand-written port: every array variable under the path of its attributes, as torch's keys
+    return {
+        ".".join(map(str, path)): np.array(v[...])
+        for path, v in nnx.iter_graph(model)
+        if isinstance(v, nnx.Variable) and not isinstance(v, nnx.RngState) and hasattr(v[...], "shape")
+    }
 
 
 # torch.nn.LSTM, GRU and RNN: the rules are `parameter_shapes(...)`, generated from the options.
@@ -249,9 +256,22 @@ def recurrent_from_torch(obj, *, kind: str | None = None, **options) -> RNNBase:
 
     arrays = {key: _to_numpy(state_dict[key]) for key in shapes}
     dtype = enable_dtype(arrays["weight_ih_l0"].dtype)
-    layer = nnx.eval_shape(lambda: RNNBase(mode, **sizes, param_dtype=dtype, rngs=nnx.Rngs(0)))
+    layer = nnx.eval_shape(lambda: _named_layer(mode, sizes, dtype))
     load_state_dict(layer, arrays, shapes, dtype)
     return layer
+
+
+def _named_layer(mode: str, sizes: dict, dtype) -> RNNBase:
+    """The jaxseq.LSTM / GRU / RNN of `mode` (torch's class, so isinstance checks read as in torch)."""
+    from jaxseq.nn.recurrent import GRU, LSTM, RNN
+
+    common = dict(param_dtype=dtype, rngs=nnx.Rngs(0))
+    if mode == "LSTM":
+        return LSTM(**sizes, **common)
+    sizes = {k: v for k, v in sizes.items() if k != "proj_size"}
+    if mode == "GRU":
+        return GRU(**sizes, **common)
+    return RNN(**sizes, nonlinearity="tanh" if mode == "RNN_TANH" else "relu", **common)
 
 
 # RNNBase's constructor arguments, in its order

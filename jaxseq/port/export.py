@@ -115,23 +115,38 @@ def export_program(module, args: tuple, kwargs: dict) -> Program:
 
 @contextlib.contextmanager
 def _quiet():
+    """No warnings, logs or prints from torch while exporting: what fails is reported in one line."""
+    import io
+    import logging
     import warnings
 
-    with warnings.catch_warnings():
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("torch")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        yield
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _capture_message(module, error: Exception) -> str:
     """One line: what in forward torch.export could not capture, where, and what to write instead."""
     text = str(error)
     where = _user_frame(traceback.extract_tb(error.__traceback__)) or _user_line_in(text)
-    fix = next((fix for pattern, fix in CAPTURE_FIXES if re.search(pattern, text)), None)
-    first = _one_line(error)
+    match = next(((pattern, fix) for pattern, fix in CAPTURE_FIXES if re.search(pattern, text)), None)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if match is not None:  # torch's own message may start with a dump of the graph: take the line that says why
+        first = next((line for line in lines if re.search(match[0], line)), lines[0] if lines else "")
+    else:
+        first = lines[0] if lines else ""
     message = f"{type(module).__name__}: torch.export cannot capture forward"
     message += f" at {where}" if where else ""
-    message += f": {first}"
-    return message + (f"; {fix}" if fix else "")
+    message += f": {type(error).__name__}: {first[:240]}"
+    return message + (f"; {match[1]}" if match else "")
 
 
 def _one_line(error: BaseException) -> str:

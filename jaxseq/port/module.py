@@ -90,8 +90,6 @@ class ExportedModule(Module):
         state = {key: variable_at(self, key)[...] for _, key in program.state}
         rngs = getattr(self, "rngs", None)
         key_fn = None if rngs is None else rngs.dropout
-        if program.random and rngs is None:
-            raise ConversionError(f"{self.torch_class} draws random numbers in this mode; convert it with rngs=")
         out, mutated = programs.run(program, state, args, kwargs, key_fn)
         for key, value in mutated.items():
             variable_at(self, key)[...] = value
@@ -152,7 +150,7 @@ def from_torch(module, *args, rngs: nnx.Rngs | None = None, **kwargs) -> Exporte
             root_variables[key] = nnx.Param(value) if tensor.requires_grad else Frozen(value)
         else:
             root_variables[key] = Buffer(value)
-    uses_dropout = program.random or any(
+    uses_dropout = any(
         isinstance(m, torch.nn.modules.dropout._DropoutNd) or float(getattr(m, "dropout", 0) or 0) > 0
         for m in module.modules()
     )

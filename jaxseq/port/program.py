@@ -78,11 +78,6 @@ class Program(NamedTuple):
     mutations: tuple
     training: bool
 
-    @property
-    def random(self) -> bool:
-        """Whether a node draws random numbers (dropout in training mode)."""
-        return any(OPS[node.target].random for node in self.nodes)
-
     def accepts(self, leaves) -> bool:
         """Whether a call with these (args, kwargs) leaves fits the shapes this program was exported for."""
         symbols: dict[str, int] = {}
@@ -109,7 +104,8 @@ def flatten_call(args, kwargs):
 def run(program: Program, state: dict, args, kwargs, key_fn=None):
     """Runs `program` on `state` ({state_dict key: array}) and the call's arguments.
 
-    Returns (output, {buffer key: new value}). `key_fn()` gives a PRNG key to each random op.
+    Returns (output, {buffer key: new value}). Each op that may draw random numbers gets `key=`,
+    a function it calls for a fresh PRNG key when it does draw (`key_fn`; one that raises if None).
     """
     ops = table()
     leaves, _ = flatten_call(args, kwargs)
@@ -134,9 +130,7 @@ def run(program: Program, state: dict, args, kwargs, key_fn=None):
         op = ops[node.target]
         kwargs_ = {k: load(v) for k, v in node.kwargs}
         if op.random:
-            if key_fn is None:
-                raise RuntimeError(f"{node.target} draws random numbers, and the module has no nnx.Rngs")
-            kwargs_["key"] = key_fn()
+            kwargs_["key"] = key_fn or _no_key(node)
         try:
             value = op.fn(*load(node.args), **kwargs_)
         except Exception as e:
@@ -144,6 +138,13 @@ def run(program: Program, state: dict, args, kwargs, key_fn=None):
             raise
         env[node.name] = cast(value, node.dtypes)
     return load(program.output), {key: env[ref.name] for ref, key in program.mutations}
+
+
+def _no_key(node):
+    def fail():
+        raise RuntimeError(f"{node.target} ({node.where}) draws random numbers, and the module has no nnx.Rngs")
+
+    return fail
 
 
 def cast(value, dtypes):

@@ -43,7 +43,7 @@ def _stack(mode, input, h0, c0, params, has_biases, num_layers, dropout, train, 
     if unbatched:
         h0 = h0[:, None]
         c0 = None if c0 is None else c0[:, None]
-    dropout_key = key if train and dropout > 0 and num_layers > 1 else None
+    dropout_key = key() if train and dropout > 0 and num_layers > 1 else None
     out, h_n, c_n = run_stack(
         mode, weights, x.astype(h0.dtype), h0, c0, lengths, num_layers=num_layers, bidirectional=bidirectional,
         dropout=dropout, dropout_key=dropout_key,

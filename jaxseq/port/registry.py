@@ -14,7 +14,8 @@ An op function is called with the node's arguments as ATen's schema names them: 
 arrays, sizes as Python ints, `dtype=` as a NumPy dtype (None where the graph leaves it to torch's
 default: the interpreter casts each result to the dtype torch's own trace recorded for it, so an op
 need not reproduce torch's type promotion), `device`, `layout`, `pin_memory` and `memory_format`
-as None. An op registered with `random=True` also gets `key=`, a fresh JAX PRNG key.
+as None. An op registered with `random=True` also gets `key=`, a function returning a fresh JAX
+PRNG key, to call only when it draws (dropout in training mode).
 """
 
 from __future__ import annotations
