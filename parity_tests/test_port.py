@@ -232,3 +232,26 @@ def test_loss_modules_convert_like_models():
     logits, target = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0])
     out = jaxseq.from_torch(Wrapped(), logits, target)(logits.numpy(), target.numpy())
     assert_close("loss", out, loss(logits, target).item(), FORWARD)
+
+
+def test_transformer_encoder_with_a_causal_mask():
+    """nn.TransformerEncoder looks at the mask's values to decide whether it is causal; export
+    takes the hint instead, and the attention is the same."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).double()
+
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x):
+            mask = nn.Transformer.generate_square_subsequent_mask(x.size(1), dtype=x.dtype)
+            return self.encoder(x, mask=mask)
+
+    inputs = (torch.randn(3, 5, 8, dtype=torch.float64),)
+    t_grads, j_grads, t_out, j_out = grads_both(Causal(), inputs)
+    assert_close("output", j_out, t_out.detach().numpy(), FORWARD)
+    for name, grad in t_grads.items():
+        assert_close(f"gradient of {name}", j_grads[name], grad, GRADIENT)

@@ -5,9 +5,10 @@
 1. `torch.export.export(module, args, kwargs, strict=False)`, in the module's mode, with every
    dimension of every tensor argument `Dim.AUTO` (export keeps dynamic what it can: usually the
    batch; a recurrent layer specialises the sequence length), and the calls of `OPAQUE` replaced
-   by jaxseq's own torch ops, so export keeps them whole: a recurrent layer fed
+   by jaxseq's own torch ops (`OPAQUE`), so export keeps them whole: a recurrent layer fed
    `pack_padded_sequence` (whose batch sizes are data-dependent), and `F.ctc_loss` (whose
-   alignment table has a data-dependent shape).
+   alignment table has a data-dependent shape); nn.Transformer's look at whether a mask is
+   causal (a value-dependent `.all()`) takes the `is_causal` hint only (`opaque_calls`).
 2. Each result of a `torch.no_grad()` block gets an `aten.detach` (export records the block as a
    `wrap_with_set_grad_enabled` call, which decomposing inlines without a trace of it).
 3. `run_decompositions` down to core ATen, except what jaxseq runs whole (`KEEP`): recurrent
@@ -299,7 +300,7 @@ def _program(exported, module, args, kwargs) -> Program:
             shapes.append(None)
             continue
         dims = placeholders[name].meta["val"].shape
-        shapes.append(tuple(int(d) if isinstance(d, int) or not hasattr(d, "node") else str(d) for d in dims))
+        shapes.append(tuple(_dim(d) for d in dims))
 
     nodes, output = _nodes(exported.graph)
 
@@ -355,6 +356,12 @@ def graph_program(graph_module, args) -> Program:
         shapes=tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else None for a in args), nodes=nodes,
         output=_plain(_encode(out)), mutations=(), training=False,
     )
+
+
+def _dim(size):
+    """A placeholder's dimension: an int where export fixed it, else its symbol's name ("s23")."""
+    text = str(size)
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _plain(structure):
@@ -490,47 +497,71 @@ def _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduct
                zero_infinity)
 
 
+def _causal_hint_only(mask=None, is_causal=None, size=None) -> bool:
+    """nn.Transformer*'s `_detect_is_causal_mask` without its look at the mask's values (`.all()`
+    of a comparison, which export cannot capture): the hint as given, else False, so the mask is
+    applied as it is. Either way the attention computed is the same."""
+    return is_causal is True
+
+
 _ORIGINALS: dict = {}
+
+
+# What export would fail on, replaced while exporting: (torch module, attribute, replacement).
+# Module-level functions are also replaced where a user's module imported them by name.
+OPAQUE = (
+    ("torch.nn.utils.rnn", "pack_padded_sequence", _pack_padded_sequence),  # -> PackedStandIn
+    ("torch.nn.utils.rnn", "pad_packed_sequence", _pad_packed_sequence),  # PackedStandIn -> padded to T
+    ("torch.nn.LSTM", "forward", _recurrent_forward),  # a PackedStandIn -> jaxseq::packed_rnn
+    ("torch.nn.GRU", "forward", _recurrent_forward),
+    ("torch.nn.RNN", "forward", _recurrent_forward),
+    ("torch.nn.functional", "ctc_loss", _ctc_loss),  # -> jaxseq::ctc_loss
+    ("torch.nn.modules.transformer", "_detect_is_causal_mask", _causal_hint_only),
+)
+
+
+def _owner(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        return getattr(importlib.import_module(module), name)
 
 
 @contextlib.contextmanager
 def opaque_calls(module):
-    """Replaces the calls of OPAQUE by jaxseq's torch ops while exporting `module`: in torch's
-    modules, and in the globals of every module that defines one of `module`'s classes (a forward
-    that did `from torch.nn.utils.rnn import pack_padded_sequence`)."""
+    """Applies OPAQUE while exporting `module`: in torch's modules and classes, and in the
+    globals of every module that defines one of `module`'s classes (a forward that did
+    `from torch.nn.utils.rnn import pack_padded_sequence`); with MHA's fused fast path off."""
+    import inspect
+
     import torch
-    import torch.nn.functional as F
-    from torch.nn.utils import rnn
 
     _torch_ops()
-    replacements = [
-        (rnn, "pack_padded_sequence", _pack_padded_sequence),
-        (rnn, "pad_packed_sequence", _pad_packed_sequence),
-        (F, "ctc_loss", _ctc_loss),
-        (torch.nn.LSTM, "forward", _recurrent_forward),
-        (torch.nn.GRU, "forward", _recurrent_forward),
-        (torch.nn.RNN, "forward", _recurrent_forward),
-    ]
-    originals = {name: getattr(owner, name) for owner, name, _ in replacements if owner in (rnn, F)}
-    by_identity = {id(originals[name]): new for owner, name, new in replacements if owner in (rnn, F)}
+    replacements = [(_owner(path), name, new) for path, name, new in OPAQUE]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in replacements]
+    functions = {id(old): new for (owner, name, old), (_, _, new) in zip(saved, replacements, strict=True)
+                 if not inspect.isclass(owner)}
+    _ORIGINALS.update({owner.__name__: old for owner, name, old in saved if inspect.isclass(owner)})
+    _ORIGINALS.update({name: old for owner, name, old in saved if not inspect.isclass(owner)})
     user_globals = []
     for sub in module.modules():
         namespace = getattr(sys.modules.get(type(sub).__module__), "__dict__", None)
-        if namespace is None or namespace is rnn.__dict__:
+        if namespace is None or namespace.get("__name__", "").startswith("torch."):
             continue
-        for key, value in list(namespace.items()):
-            if id(value) in by_identity:
-                user_globals.append((namespace, key, value))
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in replacements]
-    _ORIGINALS.update(originals)
-    _ORIGINALS.update({cls.__name__: cls.__dict__["forward"] for cls in (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)})
+        user_globals += [(namespace, key, value) for key, value in list(namespace.items()) if id(value) in functions]
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused inference kernel is not an ATen composite
     try:
         for owner, name, new in replacements:
             setattr(owner, name, new)
         for namespace, key, value in user_globals:
-            namespace[key] = by_identity[id(value)]
+            namespace[key] = functions[id(value)]
         yield
     finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
         for owner, name, old in saved:
             setattr(owner, name, old)
         for namespace, key, value in user_globals:

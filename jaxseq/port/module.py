@@ -151,7 +151,8 @@ def from_torch(module, *args, rngs: nnx.Rngs | None = None, **kwargs) -> Exporte
         else:
             root_variables[key] = Buffer(value)
     uses_dropout = any(
-        isinstance(m, torch.nn.modules.dropout._DropoutNd) or float(getattr(m, "dropout", 0) or 0) > 0
+        isinstance(m, torch.nn.modules.dropout._DropoutNd)
+        or (isinstance(getattr(m, "dropout", None), int | float) and m.dropout > 0)
         for m in module.modules()
     )
     if rngs is None and uses_dropout:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq.port.registry import OPS, table
+from jaxseq.port.registry import table
 
 
 class Ref(NamedTuple):
