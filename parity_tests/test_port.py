@@ -255,3 +255,17 @@ def test_transformer_encoder_with_a_causal_mask():
     assert_close("output", j_out, t_out.detach().numpy(), FORWARD)
     for name, grad in t_grads.items():
         assert_close(f"gradient of {name}", j_grads[name], grad, GRADIENT)
+
+
+def test_data_is_detach():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor([1.5], dtype=torch.float64))
+
+        def forward(self, x):
+            return (x * self.w + (x * self.w).data * self.w).sum()
+
+    t_grads, j_grads, _, _ = grads_both(M(), (torch.ones(3, dtype=torch.float64),), reduce=lambda out: out)
+    assert_close("gradient of w", j_grads["w"], t_grads["w"], GRADIENT)
+    assert "data" not in torch.Tensor.__dict__, "Tensor.data left patched after export"

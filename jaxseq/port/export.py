@@ -47,7 +47,6 @@ CAPTURE_FIXES = (
     (r"data-dependent|GuardOnDataDependentSymNode|Could not guard on data-dependent",
      "forward branches on a tensor's values (an `if` or a loop bound read from data): compute both sides and "
      "pick with torch.where, or move the decision out of forward"),
-    (r"fake tensor in the exported program constant", "forward reads `.data` of a tensor: write `.detach()`"),
 )
 
 
@@ -504,6 +503,15 @@ def _causal_hint_only(mask=None, is_causal=None, size=None) -> bool:
     return is_causal is True
 
 
+def _data_as_detach():
+    """`tensor.data` read as `tensor.detach()` (export cannot capture `.data`, and identity would let
+    its gradient flow); assigning `.data` stays torch's."""
+    import torch
+
+    base = torch._C.TensorBase.__dict__["data"]
+    return property(lambda self: self.detach(), lambda self, value: base.__set__(self, value))
+
+
 _ORIGINALS: dict = {}
 
 
@@ -517,7 +525,11 @@ OPAQUE = (
     ("torch.nn.RNN", "forward", _recurrent_forward),
     ("torch.nn.functional", "ctc_loss", _ctc_loss),  # -> jaxseq::ctc_loss
     ("torch.nn.modules.transformer", "_detect_is_causal_mask", _causal_hint_only),
+    ("torch.Tensor", "data", _data_as_detach),  # a property: made when applied
 )
+
+
+_MISSING = object()  # an attribute the owner inherits (Tensor.data): deleted again, not set back
 
 
 def _owner(path: str):
@@ -540,11 +552,11 @@ def opaque_calls(module):
     import torch
 
     _torch_ops()
-    replacements = [(_owner(path), name, new) for path, name, new in OPAQUE]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in replacements]
+    replacements = [(_owner(path), name, new() if new is _data_as_detach else new) for path, name, new in OPAQUE]
+    saved = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in replacements]
     functions = {id(old): new for (owner, name, old), (_, _, new) in zip(saved, replacements, strict=True)
-                 if not inspect.isclass(owner)}
-    _ORIGINALS.update({owner.__name__: old for owner, name, old in saved if inspect.isclass(owner)})
+                 if not inspect.isclass(owner) and old is not _MISSING}
+    _ORIGINALS.update({owner.__name__: old for owner, name, old in saved if inspect.isclass(owner) and name == "forward"})
     _ORIGINALS.update({name: old for owner, name, old in saved if not inspect.isclass(owner)})
     user_globals = []
     for sub in module.modules():
@@ -563,7 +575,10 @@ def opaque_calls(module):
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
         for owner, name, old in saved:
-            setattr(owner, name, old)
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
         for namespace, key, value in user_globals:
             namespace[key] = value
 
