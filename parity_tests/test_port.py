@@ -269,3 +269,26 @@ def test_data_is_detach():
     t_grads, j_grads, _, _ = grads_both(M(), (torch.ones(3, dtype=torch.float64),), reduce=lambda out: out)
     assert_close("gradient of w", j_grads["w"], t_grads["w"], GRADIENT)
     assert "data" not in torch.Tensor.__dict__, "Tensor.data left patched after export"
+
+
+def test_buffer_reassigned_in_training_mode():
+    """`self.running = ...` in forward (a masked BatchNorm's way): a buffer mutation in JAX too, and
+    the torch module keeps real tensors (no tracing objects left in it)."""
+
+    class Running(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("running", torch.zeros(3, dtype=torch.float64))
+            self.lin = nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            if self.training:
+                self.running = self.running * 0.9 + 0.1 * x.mean(0)
+            return self.lin(x - self.running)
+
+    model, x = Running(), torch.randn(4, 3, dtype=torch.float64)
+    converted = jaxseq.from_torch(model, x)
+    assert type(model.running) is torch.Tensor and not model.running.any()
+    out = converted(x.numpy())
+    assert_close("output", out, model(x).detach().numpy(), FORWARD)
+    assert_close("running", converted.running[...], model.running.numpy(), FORWARD)
