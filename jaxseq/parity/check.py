@@ -369,7 +369,7 @@ def _jax_side(model, jax_model, inputs):
     return jax_model
 
 
-def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden):
+def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden, steps: int):
     """(the jitted JAX step, its state (params, other variables, optimizer state, hidden)): the
     optimizer converted from the torch one, before torch takes a step."""
     from jaxseq import optim
@@ -379,11 +379,12 @@ def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, 
     in_groups = {id(p) for g in groups for p in g["params"] if p.requires_grad}
     names_needed = len(groups) > 1 or in_groups != {id(p) for p in named.values()} or bool(optimizer.state)
     tx_model = model if names_needed else None
-    tx = optim.from_torch(optimizer, scheduler, model=tx_model, clip_grad_norm=clip_grad_norm)
+    # epochs: how far a host-evaluated schedule (LambdaLR's function) is tabulated
+    tx = optim.from_torch(optimizer, scheduler, model=tx_model, clip_grad_norm=clip_grad_norm, epochs=steps + 1)
     if not hasattr(tx, "step"):
         tx = optax.with_extra_args_support(tx)
     graphdef, params, rest = nnx.split(jax_model, nnx.Param, ...)
-    opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model)
+    opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model, epochs=steps + 1)
     step_fn = jax.jit(functools.partial(train_step, graphdef, tx, loss), static_argnums=0)
     carried = None if hidden is None else jax.tree.map(_jnp_of, hidden)
     return step_fn, (params, rest, opt_state, carried)
@@ -401,7 +402,7 @@ def _train_both(
     where = _paths(jax_model, names)
     named = dict(model.named_parameters())
 
-    step_fn, state = _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden)
+    step_fn, state = _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
     t_hidden = hidden
 
     torch_losses, jax_losses, diffs = [], [], []
