@@ -4,7 +4,8 @@
 #     bash benchmarks/gpu.sh OUT_DIR tests     # the parity suite (at most about 5 minutes)
 #     bash benchmarks/gpu.sh OUT_DIR bench     # matrix.py --quick and seed.py (about 6 minutes)
 #     bash benchmarks/gpu.sh OUT_DIR peers     # peers.py at the seed's size and batch 64 (at most 5 minutes)
-#     bash benchmarks/gpu.sh OUT_DIR           # all three, one after the other
+#     bash benchmarks/gpu.sh OUT_DIR zoo       # zoo.py (the corpus models) and convert_speed.py (at most 5 minutes)
+#     bash benchmarks/gpu.sh OUT_DIR           # all four, one after the other
 #
 # On a machine lent for 10-minute commands, run the three parts as three calls, one after the other.
 # For a machine whose JAX sees a GPU and which already has jaxseq's dependencies (jax with CUDA,
@@ -20,8 +21,8 @@
 # bad arguments.
 set -uo pipefail
 part=${2:-all}
-if [ $# -lt 1 ] || [ $# -gt 2 ] || [[ ! $part =~ ^(all|tests|bench|peers)$ ]]; then
-    echo "usage: bash benchmarks/gpu.sh OUT_DIR [tests|bench|peers]" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [[ ! $part =~ ^(all|tests|bench|peers|zoo)$ ]]; then
+    echo "usage: bash benchmarks/gpu.sh OUT_DIR [tests|bench|peers|zoo]" >&2
     exit 2
 fi
 mkdir -p "$1" && out=$(CDPATH='' cd -- "$1" && pwd) || exit 2
@@ -77,6 +78,11 @@ run_peers() { # 4 cells; each table rewritten after every cell, so a run cut sho
         --compile-limit 60 --name gpu-peers
 }
 
+run_zoo() { # the corpus models, jaxseq on the GPU against torch (eager, compiled) as installed there
+    step 230 "zoo" "$out/gpu-zoo.md" "$python" benchmarks/zoo.py --rounds 3 --steps 10 --compile-limit 30
+    step 60 "convert speed" "$out/gpu-convert-speed.txt" "$python" benchmarks/convert_speed.py --rounds 7
+}
+
 {
     date -u
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -90,10 +96,11 @@ if [ "$backend" != gpu ] && [ "${ALLOW_CPU:-0}" != 1 ]; then
     exit 100
 fi
 case $part in
-    all) run_tests; run_bench; run_peers ;;
+    all) run_tests; run_bench; run_peers; run_zoo ;;
     tests) run_tests ;;
     bench) run_bench ;;
     peers) run_peers ;;
+    zoo) run_zoo ;;
 esac
 echo "== finished ($(date -u +%H:%M:%S)): $failed step(s) failed" | tee -a "$log"
 exit "$failed"

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +110,7 @@ def jax_peer(setup):
     jax_model = parity._jax_side(model, None, inputs)
     if not loss.own:
         loss.convert(parity._example_prediction(jax_model, inputs, False), targets)
-    step_fn, state = parity._jax_training(model, jax_model, optimizer, None, None, loss, None)
+    step_fn, state = parity._jax_training(model, jax_model, optimizer, None, None, loss, None, 10**6)
     arrays, static = parity._flatten(parity._to_numpy(setup["batch"]))
     box = [state]
 

@@ -686,6 +686,7 @@ def _traced_dropout(model, jax_model) -> str | None:
     """A random op (F.dropout with p > 0 and training=True, ...) in the converted model's graph;
     recurrent layers' dropout is read off the torch layers (`_active_dropout`)."""
     from jaxseq.port.module import ExportedModule
+    from jaxseq.port.table import table
 
     if not model.training or not isinstance(jax_model, ExportedModule):
         return None
@@ -697,9 +698,7 @@ def _traced_dropout(model, jax_model) -> str | None:
                 continue  # recurrent dropout: _active_dropout has looked at the torch layers
             if node.target == "jaxseq.packed_rnn.default":
                 continue
-            from jaxseq.port.registry import OPS
-
-            if OPS[node.target].random:
+            if table()[node.target].random:
                 return f"{node.target} at {node.where}"
     return None
 

@@ -11,6 +11,7 @@
 torch is imported inside functions only (importing jaxseq.port does not import it).
 """
 
-from jaxseq.port.registry import implements, supported
+from jaxseq.port.registry import implements
+from jaxseq.port.table import supported
 
 __all__ = ["implements", "supported"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxseq.errors import ConversionError
 from jaxseq.port.program import Const, DType, Node, Program, Ref
-from jaxseq.port.registry import table
+from jaxseq.port.table import table
 
 # Ops that stay whole when decomposing to core ATen: jaxseq runs them as they are.
 KEEP = (

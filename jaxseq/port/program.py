@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq.port.registry import table
+from jaxseq.port.table import table
 
 
 class Ref(NamedTuple):

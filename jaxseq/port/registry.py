@@ -47,15 +47,3 @@ def implements(*names: str, random: bool = False):
         return fn
 
     return register
-
-
-def table() -> dict[str, Op]:
-    """The whole table, {operator name: Op}, once every module of ops is imported."""
-    from jaxseq.port import aten, recurrent  # noqa: F401 (they register their ops on import)
-
-    return OPS
-
-
-def supported() -> list[str]:
-    """Every supported operator name, sorted (ATen overloads first)."""
-    return sorted(table(), key=lambda name: (not name.startswith("aten."), name))
