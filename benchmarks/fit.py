@@ -14,7 +14,7 @@ import numpy as np
 
 import jaxseq
 import torchseq
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 
 
 def main(argv=None) -> int:

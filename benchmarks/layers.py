@@ -6,7 +6,7 @@
     python benchmarks/layers.py --cells gru  # GRU only
 
 For each cell (LSTM, GRU) and configuration (1 layer; 2 layers; bidirectional; 2 layers
-bidirectional) it times jaxseq's training step (`jaxseq.training.train_chunk`, Adam,
+bidirectional) it times jaxseq's training step (`jaxseq.app.training.train_chunk`, Adam,
 whole-sequence loss) twice: with the cell's hand-written kernel (`jaxseq.nn.recurrent.KERNELS`,
 the default) and with the kernel table
 emptied, i.e. plain autodiff through `lax.scan`. Each variant is compiled once; the variants are
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxseq.outputs import write_text
+from jaxseq.files import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ((1, False), (2, False), (1, True), (2, True))  # (layers, bidirectional)
@@ -38,10 +38,11 @@ def compiled_step(cell, layers, bidirectional, batch, hidden, length, dtype, chu
     import numpy as np
     from flax import nnx
 
+    from jaxseq.app.config import TrainConfig
+    from jaxseq.app.data import Sequences
+    from jaxseq.app.task import data_key
+    from jaxseq.app.training import TrainState, init_model, prepare, static_args, train_chunk
     from jaxseq.nn import recurrent
-    from jaxseq.config import TrainConfig
-    from jaxseq.task import Sequences, data_key
-    from jaxseq.training import TrainState, init_model, prepare, static_args, train_chunk
 
     config = TrainConfig(hidden=hidden, cell=cell, layers=layers, bidirectional=bidirectional, dtype=dtype, chunk=chunk)
     rng = np.random.default_rng(0)

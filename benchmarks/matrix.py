@@ -8,7 +8,7 @@ Each framework runs in its own long-lived worker process (`--worker jax|torch`);
 every cell the parent asks them in turn (jax, torch, jax, torch, ...) for one timed
 measurement of `steps` Adam steps on random data, r times, and reports medians.
 JAX is timed after compilation and a warm-up, with a host sync after every chunk,
-exactly as `jaxseq.training.train` runs it (`train_chunk` compiled once per cell);
+exactly as `jaxseq.app.training.train` runs it (`train_chunk` compiled once per cell);
 PyTorch runs `torchseq.train.train`. Writes benchmarks/results/<name>.json and .md at the end;
 until then, <name>.partial.json and .md after every cell (a run stopped early keeps those).
 """
@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from jaxseq.options import positive_int
-from jaxseq.outputs import write_text
+from jaxseq.app.options import positive_int
+from jaxseq.files import write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES, HIDDENS, LENGTHS, DTYPES = (1, 64, 256), (100, 256), (21, 100), ("float32", "float64")
@@ -55,9 +55,11 @@ class JaxCell:
         import jax.numpy as jnp
         from flax import nnx
 
-        from jaxseq.config import TrainConfig
-        from jaxseq.task import Sequences, data_key
-        from jaxseq.training import TrainState, compile_timed, init_model, make_optimizer, train_chunk
+        from jaxseq.app.config import TrainConfig
+        from jaxseq.app.data import Sequences
+        from jaxseq.app.task import data_key
+        from jaxseq.app.training import TrainState, compile_timed, init_model, train_chunk
+        from jaxseq.optim import make_optimizer
 
         config = TrainConfig(hidden=hidden, length=length, dtype=dtype, chunk=chunk)
         graphdef, params = nnx.split(init_model(config))
@@ -85,7 +87,7 @@ class TorchCell:
     """One cell on the PyTorch side: `torchseq.train.train` on the same random batch."""
 
     def __init__(self, batch, hidden, length, dtype, chunk):
-        from jaxseq.config import TrainConfig
+        from jaxseq.app.config import TrainConfig
         from torchseq.model import build_model
 
         self.config = TrainConfig(hidden=hidden, length=length, dtype=dtype)

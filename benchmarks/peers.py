@@ -8,7 +8,7 @@
 The peers (`PEERS`), each timed on the same random batch with Adam (lr 1e-3) and the seed's loss
 (per-step MSE summed over time):
 
-- jaxseq: `jaxseq.training.train_chunk`, compiled as `jaxseq.train` compiles it (`prepare`,
+- jaxseq: `jaxseq.app.training.train_chunk`, compiled as `jaxseq.train` compiles it (`prepare`,
   `init_model`, `static_args`), `chunk` steps per call.
 - flax: stock Flax NNX as its user would write it: `nnx.RNN(nnx.OptimizedLSTMCell)` (one bias;
   `nnx.GRUCell` for a GRU; `nnx.Bidirectional`; one `nnx.RNN` per layer) and `nnx.Linear`,
@@ -69,8 +69,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import BATCHES, DTYPES, HIDDENS, LENGTHS, RESULTS, SEED_CELL, default_chunk, random_batch  # noqa: E402
 
-from jaxseq.options import positive_int  # noqa: E402
-from jaxseq.outputs import write_text  # noqa: E402
+from jaxseq.app.options import positive_int  # noqa: E402
+from jaxseq.files import write_text  # noqa: E402
 
 # model name -> (cell, layers, bidirectional)
 MODELS = {
@@ -119,9 +119,10 @@ class JaxseqPeer(JaxPeer):
         import jax.numpy as jnp
         from flax import nnx
 
-        from jaxseq.config import TrainConfig
-        from jaxseq.task import Sequences, data_key
-        from jaxseq.training import TrainState, compile_timed, init_model, prepare, static_args, train_chunk
+        from jaxseq.app.config import TrainConfig
+        from jaxseq.app.data import Sequences
+        from jaxseq.app.task import data_key
+        from jaxseq.app.training import TrainState, compile_timed, init_model, prepare, static_args, train_chunk
 
         cell, layers, bidirectional = MODELS[model]
         config = TrainConfig(
@@ -316,7 +317,7 @@ class TorchPeer:
     """`torchseq.train.train` on the random batch, eager or with `torch.compile(model)`."""
 
     def __init__(self, model, batch, hidden, length, dtype, chunk, compiled=False, allow_rnn=True, why=None):
-        from jaxseq.config import TrainConfig
+        from jaxseq.app.config import TrainConfig
         from torchseq.model import build_model
 
         cell, layers, bidirectional = MODELS[model]

@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS, SEED_CELL, measure_cell, started_workers  # noqa: E402
 
-from jaxseq.options import positive_int  # noqa: E402
-from jaxseq.outputs import write_text  # noqa: E402
+from jaxseq.app.options import positive_int  # noqa: E402
+from jaxseq.files import write_text  # noqa: E402
 
 CACHE_ENV = (
     "JAX_COMPILATION_CACHE_DIR",
@@ -60,12 +60,12 @@ def cli_times(runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         # `jaxseq train` keeps compiled programs in $JAX_COMPILATION_CACHE_DIR unless --no-cache.
         warm_env = dict(cold_env, JAX_COMPILATION_CACHE_DIR=f"{tmp}/cache")
-        command_seconds("jaxseq.cli", f"{tmp}/warmup", warm_env)  # fills the cache; not timed
+        command_seconds("jaxseq.app.cli", f"{tmp}/warmup", warm_env)  # fills the cache; not timed
         for _ in range(runs):
             for name, module, env, extra in (
-                ("jaxseq", "jaxseq.cli", cold_env, ("--no-cache",)),
+                ("jaxseq", "jaxseq.app.cli", cold_env, ("--no-cache",)),
                 ("torchseq", "torchseq.cli", cold_env, ()),
-                ("jaxseq_warm_cache", "jaxseq.cli", warm_env, ()),
+                ("jaxseq_warm_cache", "jaxseq.app.cli", warm_env, ()),
             ):
                 times[name].append(command_seconds(module, f"{tmp}/{name}", env, *extra))
                 print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
@@ -101,8 +101,9 @@ def floor_seconds(
     import optax
     from flax import nnx
 
-    from jaxseq.config import TrainConfig
-    from jaxseq.training import init_model, make_optimizer
+    from jaxseq.app.config import TrainConfig
+    from jaxseq.app.training import init_model
+    from jaxseq.optim import make_optimizer
 
     if jax.default_backend() != "cpu":
         return None  # on an accelerator these parts would time launch overheads, not the arithmetic

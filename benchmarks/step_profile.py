@@ -4,7 +4,7 @@
     python benchmarks/step_profile.py --cell lstm,1,256,21,float32   # MODEL,B,H,T,DTYPE as peers.py
     python benchmarks/step_profile.py --peer flax                    # a JAX peer of peers.py instead
 
-Compiles `jaxseq.training.train_chunk` for one cell as benchmarks/peers.py does
+Compiles `jaxseq.app.training.train_chunk` for one cell as benchmarks/peers.py does
 (`peers.JaxseqPeer`; with --peer, that JAX peer's program), times it unprofiled (median of
 --repeats runs of --steps steps, blocking on the losses), then runs the same steps under
 `jax.profiler.trace`. XLA's CPU runtime records one event per executed thunk (a fusion, a dot,
@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import RESULTS  # noqa: E402
 from peers import MODELS, FlaxPeer, JaxseqPeer, ScanPeer, parse_cell  # noqa: E402
 
-from jaxseq.options import option_type, positive_int  # noqa: E402
-from jaxseq.outputs import write_text  # noqa: E402
+from jaxseq.app.options import option_type, positive_int  # noqa: E402
+from jaxseq.files import write_text  # noqa: E402
 
 # --steps: a time loop is told from the chunk's own loop by running at least once per step, which
 # the chunk's loop also does when a call is one step

@@ -3,7 +3,7 @@
     python benchmarks/sweep.py [--steps 300] [--repeats 3]
 
 At the seed's size (hidden 100, length 21, float64, Adam), model-steps per second of:
-  - `jaxseq.sweep` with M = 1, 8, 64 models (vmapped, one compiled program);
+  - `jaxseq.app.sweep` with M = 1, 8, 64 models (vmapped, one compiled program);
   - torchseq training one model (a sequence of M torchseq runs has the same rate);
   - the 64-model sweep with its model axis sharded over 1, 2 and 4 simulated CPU devices
     (XLA_FLAGS=--xla_force_host_platform_device_count=N, each in its own process).
@@ -21,14 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jaxseq.options import option_type, positive_int
+from jaxseq.app.options import option_type, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 WORKER = """
 import json, sys
-from jaxseq.config import TrainConfig
-from jaxseq.sweep import sweep
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.sweep import sweep
 models, steps, repeats = (int(a) for a in sys.argv[1:4])
 seeds, lrs = list(range(max(1, models // 8))), [1e-3 * (1 + k / 10) for k in range(min(models, 8))]
 config = TrainConfig(steps=steps, chunk=steps)
@@ -38,7 +38,7 @@ print(json.dumps(rates))
 
 TORCH_WORKER = """
 import json, sys
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 import torchseq
 steps, repeats = (int(a) for a in sys.argv[1:3])
 print(json.dumps([torchseq.train(TrainConfig(steps=steps)).steps_per_second for _ in range(repeats)]))

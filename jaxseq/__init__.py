@@ -1,18 +1,19 @@
 """jaxseq: a Flax NNX port of PyTorch's LSTM, its training, and exact weight conversion.
 
 `from jaxseq import Model, train, from_torch, to_torch_state_dict, TrainConfig`.
-The public names load on first use, so `jaxseq.config` and `jaxseq.task` (plain
-NumPy) import without JAX; torch is never imported by jaxseq at import time.
+The public names load on first use, so `jaxseq.TrainConfig` and `jaxseq.load_sequences`
+(jaxseq.app's config and task: plain NumPy) load without JAX; torch is never imported by
+jaxseq at import time. The application (trainer, command line) is `jaxseq.app`.
 """
 
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "jaxseq.config",
-    "shifted_sequence": "jaxseq.task",
-    "Sequences": "jaxseq.task",
-    "load_sequences": "jaxseq.task",
-    "Architecture": "jaxseq.config",
+    "TrainConfig": "jaxseq.app.config",
+    "shifted_sequence": "jaxseq.app.task",
+    "Sequences": "jaxseq.app.data",
+    "load_sequences": "jaxseq.app.task",
+    "Architecture": "jaxseq.nn.model",
     "Model": "jaxseq.nn.model",
     "LSTM": "jaxseq.nn.recurrent",
     "GRU": "jaxseq.nn.recurrent",
@@ -27,8 +28,8 @@ _EXPORTS = {
     "to_torch_state_dict": "jaxseq.port.convert",
     "load_weights": "jaxseq.port.weights",
     "save_weights": "jaxseq.port.weights",
-    "TrainResult": "jaxseq.training",
-    "train": "jaxseq.training",
+    "TrainResult": "jaxseq.app.training",
+    "train": "jaxseq.app.training",
 }
 __all__ = sorted(_EXPORTS)
 

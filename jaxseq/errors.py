@@ -38,7 +38,7 @@ class Diverged(UserError, FloatingPointError):
 
 class DivergenceError(Diverged):
     """The loss became NaN or infinite; `.losses` holds the finite history before it. Both
-    trainers (jaxseq.training, torchseq.train) raise it."""
+    trainers (jaxseq.app.training, torchseq.train) raise it."""
 
     def __init__(self, message: str, losses):
         super().__init__(message)
@@ -47,7 +47,7 @@ class DivergenceError(Diverged):
 
 def torch_required(what: str) -> MissingDependency:
     """The error for a request that needs PyTorch where it is not installed."""
-    return MissingDependency(f"{what} needs PyTorch: pip install 'jaxseq[torch]' (or pip install torch)")
+    return MissingDependency(f"{what} needs PyTorch: install a CPU build of torch (see the README's install section)")
 
 
 class ConversionError(UserError, ValueError):

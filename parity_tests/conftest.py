@@ -27,6 +27,6 @@ else:
 # write its programs into ~/.cache/jaxseq/xla (1801 files, 21 MB in one run, 2026-12-01); here
 # that switch does nothing. (The suite's time did not change measurably: 667 s with the cache,
 # 708 s without, one run each on a noisy machine.)
-import jaxseq.training  # noqa: E402 (after the settings above)
+import jaxseq.app.training  # noqa: E402 (after the settings above)
 
-jaxseq.training.enable_compilation_cache = lambda directory=None: None
+jaxseq.app.training.enable_compilation_cache = lambda directory=None: None

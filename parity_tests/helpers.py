@@ -92,9 +92,9 @@ def assert_trajectories_close(losses, expected_losses, params: dict, expected_pa
 
 @functools.cache
 def compared(config):
-    """`jaxseq.compare.compare(config)`, run once per session: the tests that need the same
+    """`jaxseq.app.compare.compare(config)`, run once per session: the tests that need the same
     configuration's two runs (test_trajectories, test_compare) share them. Read it, never change it."""
-    from jaxseq.compare import compare
+    from jaxseq.app.compare import compare
 
     return compare(config)
 

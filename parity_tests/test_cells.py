@@ -13,9 +13,9 @@ import torch
 
 import jaxseq
 import torchseq
-from jaxseq import cli
-from jaxseq.config import TrainConfig
-from jaxseq.training import init_model
+from jaxseq.app import cli
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.training import init_model
 from parity_tests.helpers import FORWARD_ATOL, assert_close, assert_one_line_error, exit_code
 from torchseq import cli as torchseq_cli
 from torchseq.train import init_model as torch_init_model

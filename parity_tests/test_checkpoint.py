@@ -14,11 +14,11 @@ import pytest
 
 import jaxseq
 import torchseq
-from jaxseq import checkpoint
-from jaxseq import cli as jaxseq_cli
-from jaxseq.config import TrainConfig
-from jaxseq.outputs import read_history
-from jaxseq.training import init_model
+from jaxseq.app import checkpoint
+from jaxseq.app import cli as jaxseq_cli
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.outputs import read_history
+from jaxseq.app.training import init_model
 from jaxseq.port.weights import save_weights
 from parity_tests.helpers import assert_one_line_error
 from torchseq import cli as torchseq_cli
@@ -97,7 +97,8 @@ RUNS = {
 
 
 def command(prog, *args):
-    return [sys.executable, "-m", f"{prog}.cli", "train", "--no-progress", *args]
+    module = {"jaxseq": "jaxseq.app.cli", "torchseq": "torchseq.cli"}[prog]
+    return [sys.executable, "-m", module, "train", "--no-progress", *args]
 
 
 def kill_after_a_checkpoint(proc, path, rng) -> bool:
@@ -209,3 +210,31 @@ def test_resume_refuses_conflicting_options(finished_run, tmp_path, capsys):
     capsys.readouterr()
     code = jaxseq_cli.main(["train", "--resume", str(run), "--hidden", "8"])
     assert_one_line_error(capsys, code, "--hidden 4; --hidden 8 conflicts", status=2)
+
+
+def test_resume_to_fewer_steps_is_refused(finished_run, tmp_path, capsys):
+    run = finished_run("jaxseq", tmp_path / "run")
+    capsys.readouterr()
+    code = jaxseq_cli.main(["train", "--resume", str(run), "--steps", "10"])
+    assert_one_line_error(capsys, code, "the run has done 20 steps already; --steps 10 is fewer", status=2)
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_extension_follows_the_schedule(prog, tmp_path, capsys):
+    """A schedule over the run's steps (cosine) would be another schedule over more steps: extending
+    such a run is refused, the run left as it was. One that does not depend on them (step) extends
+    to the very run of more steps."""
+    common = ["--hidden", "4", "--no-progress"]
+    cosine = tmp_path / "cosine"
+    assert MAINS[prog](["train", "--steps", "10", "--schedule", "cosine", *common, "--out", str(cosine)]) == 0
+    before = {p.name: p.read_bytes() for p in cosine.iterdir()}
+    capsys.readouterr()
+    code = MAINS[prog](["train", "--resume", str(cosine), "--steps", "20"])
+    assert_one_line_error(capsys, code, "--schedule cosine spans the run's 10 steps", status=2)
+    assert {p.name: p.read_bytes() for p in cosine.iterdir()} == before
+
+    step, whole = tmp_path / "step", tmp_path / "whole"
+    assert MAINS[prog](["train", "--steps", "10", "--schedule", "step:4:0.5", *common, "--out", str(step)]) == 0
+    assert MAINS[prog](["train", "--resume", str(step), "--steps", "20", "--no-progress"]) == 0
+    assert MAINS[prog](["train", "--steps", "20", "--schedule", "step:4:0.5", *common, "--out", str(whole)]) == 0
+    assert (step / "history.csv").read_bytes() == (whole / "history.csv").read_bytes()

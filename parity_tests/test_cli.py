@@ -2,20 +2,24 @@
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import jaxseq
-from jaxseq import cli as jaxseq_cli
-from jaxseq.outputs import read_history
+from jaxseq.app import cli as jaxseq_cli
+from jaxseq.app.outputs import read_history
+from parity_tests.helpers import assert_one_line_error
 from torchseq import cli as torchseq_cli
 
 RUN_FILES = {"jaxseq": "weights.safetensors", "torchseq": "model.pt"}
 MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
+CLI_MODULES = {"jaxseq": "jaxseq.app.cli", "torchseq": "torchseq.cli"}
 
 
 def run_cli(*args, env=None):
@@ -26,7 +30,7 @@ def run_cli(*args, env=None):
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
 def test_train_writes_the_run(prog, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(f"{prog}.cli", "train", "--steps", "30", "--hidden", "8", "--out", str(out), "--no-progress")
+    proc = run_cli(CLI_MODULES[prog], "train", "--steps", "30", "--hidden", "8", "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert f"{prog}: 30 steps, final loss" in proc.stdout
     names = {"history.csv", "summary.json", "loss_curve.png", "predictions.png", RUN_FILES[prog]}
@@ -109,9 +113,9 @@ def test_unwritable_out_is_one_line(prog, capsys, tmp_path):
 
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
 def test_diverging_run_keeps_its_finite_history(prog, capsys, tmp_path):
-    """SGD at lr 10 diverges: one line naming the step and the last finite loss, exit 1, the history up
-    to there in history.csv, the last finite checkpoint kept; the earlier run's files in --out are
-    gone, so the directory describes the diverged run alone (no old summary beside the new history)."""
+    """SGD at lr 10 diverges: one line naming the step and the last finite loss, exit 1. The diverged
+    run's directory replaces the earlier run's whole: the history up to there, a summary saying so,
+    the loss curve and the last finite checkpoint; no file of the earlier run (weights, summary) is left."""
     common = ["--hidden", "4", "--no-progress", "--checkpoint-every", "5"]
     assert MAINS[prog](["train", "--steps", "5", *common, "--out", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -125,11 +129,125 @@ def test_diverging_run_keeps_its_finite_history(prog, capsys, tmp_path):
     assert len(history) == int(match[1]) - 1 and np.isfinite(history).all()
     assert float(match[2]) == pytest.approx(history[-1], rel=1e-5)
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    checkpoint_file = (
-        RUN_FILES[prog].replace("weights.safetensors", "checkpoint.npz").replace("model.pt", "checkpoint.pt")
+    checkpoint_file = CHECKPOINT_FILES[prog]
+    diverged_run = {"history.csv", "summary.json", "loss_curve.png", checkpoint_file}
+    assert RUN_FILES[prog] in before and set(after) == diverged_run, sorted(after)
+    assert after[checkpoint_file] != before[checkpoint_file], "the earlier run's checkpoint is still there"
+    summary = json.loads(after["summary.json"])
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == int(match[1]), summary
+    assert summary["config"]["optimizer"] == "sgd"
+
+
+CHECKPOINT_FILES = {"jaxseq": "checkpoint.npz", "torchseq": "checkpoint.pt"}
+SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+
+
+def wait_for(path, proc, seconds=240):
+    """Waits until `path` exists (False if `proc` ended first or time ran out)."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists() and proc.poll() is None
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+@pytest.mark.parametrize("name", SIGNALS)
+def test_interrupted_run_keeps_its_work(prog, name, tmp_path):
+    """SIGINT or SIGTERM mid-run: the run ends its current steps, writes weights, checkpoint, history
+    and a summary marked interrupted, prints the command that resumes it and exits 128 + the signal;
+    that command (with --steps, to end soon) continues the same history."""
+    out = tmp_path / "run"
+    args = ["train", "--steps", "1000000", "--hidden", "4", "--checkpoint-every", "20", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", CLI_MODULES[prog], *args, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert "summary.json" in before and set(after) <= {"history.csv", checkpoint_file}, sorted(after)
-    assert after.get(checkpoint_file) != before[checkpoint_file], "the earlier run's checkpoint is still there"
+    assert wait_for(out / CHECKPOINT_FILES[prog], proc), proc.communicate()
+    signum, status = SIGNALS[name]
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert set(RUN_FILES.values()) & {p.name for p in out.iterdir()} == {RUN_FILES[prog]}
+    summary = json.loads((out / "summary.json").read_text())
+    history = read_history(out / "history.csv")
+    assert summary["status"] == "interrupted" and summary["signal"] == name, summary
+    assert 20 <= summary["steps"] == len(history) < 1000000
+    resume = f"{prog} train --resume {out}"
+    assert summary["resume"] == resume and f"continue it with: {resume}" in stdout, stdout
+    if prog == "jaxseq":
+        assert jaxseq.load_weights(out).lstm.weight_hh_l0[...].shape == (16, 4)
+    steps = len(history) + 7
+    assert MAINS[prog](["train", "--resume", str(out), "--steps", str(steps), "--no-progress"]) == 0
+    resumed = read_history(out / "history.csv")
+    assert len(resumed) == steps and np.array_equal(resumed[: len(history)], history)
+
+
+def state_dict_of(prog, run) -> dict:
+    if prog == "jaxseq":
+        return jaxseq.to_torch_state_dict(jaxseq.load_weights(run))
+    return {k: v.numpy() for k, v in torch.load(run / "model.pt", weights_only=True).items()}
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_resume_extends_a_finished_run_bit_for_bit(prog, tmp_path):
+    """30 steps, then `--resume DIR --steps 60`, is the one run of 60 steps: every loss and every
+    final weight equal, bit for bit."""
+    common = ["--hidden", "6", "--no-progress"]
+    assert MAINS[prog](["train", "--steps", "30", *common, "--out", str(tmp_path / "short")]) == 0
+    assert MAINS[prog](["train", "--resume", str(tmp_path / "short"), "--steps", "60", "--no-progress"]) == 0
+    assert MAINS[prog](["train", "--steps", "60", *common, "--out", str(tmp_path / "long")]) == 0
+    extended, whole = ((tmp_path / run / "history.csv").read_bytes() for run in ("short", "long"))
+    assert extended == whole, f"{prog}: 30 steps extended to 60 differ from 60 steps"
+    a, b = state_dict_of(prog, tmp_path / "short"), state_dict_of(prog, tmp_path / "long")
+    for key in b:
+        assert np.array_equal(a[key], b[key]), f"{prog}: final {key} differs, extended vs whole run"
+    summary = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["config"]["steps"] == 60 and summary["steps_run"] == 30
+
+
+def test_new_run_replaces_the_whole_directory(tmp_path, capsys):
+    """A new run into a run's directory leaves none of the earlier run's files (predict's
+    predictions.csv) beside its own."""
+    out = tmp_path / "run"
+    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(out)]) == 0
+    assert jaxseq_cli.main(["predict", "--weights", str(out)]) == 0
+    assert (out / "predictions.csv").exists()
+    assert jaxseq_cli.main(["train", "--steps", "4", "--hidden", "4", "--no-progress", "--out", str(out)]) == 0
+    assert not (out / "predictions.csv").exists(), "the earlier run's predictions.csv outlived it"
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "temporary directories left behind"
+
+
+def test_killed_run_leaves_the_earlier_results_whole(tmp_path):
+    """A run killed (SIGKILL) before it has results of its own leaves the earlier run's directory as it
+    was; its abandoned temporary directory is removed by the next run."""
+    out = tmp_path / "run"
+    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["train", "--steps", "1000000", "--hidden", "4", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "jaxseq.app.cli", *args], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".run.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the run goes on
+    proc.kill()
+    proc.wait()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "a killed run changed the earlier results"
+    assert list(tmp_path.glob(".run.*.tmp")), "the killed run left no temporary directory (did it start?)"
+    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "the abandoned temporary directory is still there"
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_out_holding_other_files_is_refused(prog, tmp_path, capsys):
+    """A run replaces its --out whole, so a directory holding anything no run wrote is refused."""
+    (tmp_path / "notes.txt").write_text("mine")
+    code = MAINS[prog](["train", "--steps", "3", "--hidden", "4", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "holds 'notes.txt', which no run wrote" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_console_scripts_are_installed():
@@ -140,7 +258,7 @@ def test_console_scripts_are_installed():
 
 
 def test_traceback_free_error_in_a_real_process(tmp_path):
-    proc = run_cli("jaxseq.cli", "train", "--steps", "0", "--out", str(tmp_path))
+    proc = run_cli("jaxseq.app.cli", "train", "--steps", "0", "--out", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "jaxseq train: error: argument --steps: expected a positive integer, got '0'"
 
@@ -151,7 +269,8 @@ def test_same_command_twice_is_bit_identical(prog, tmp_path):
     histories = []
     for k in range(2):
         out = tmp_path / str(k)
-        proc = run_cli(f"{prog}.cli", "train", "--steps", "200", "--hidden", "16", "--out", str(out), "--no-progress")
+        args = ["train", "--steps", "200", "--hidden", "16", "--out", str(out), "--no-progress"]
+        proc = run_cli(CLI_MODULES[prog], *args)
         assert proc.returncode == 0, proc.stderr
         histories.append((out / "history.csv").read_bytes())
     assert histories[0] == histories[1], f"{prog}: two runs of the same command differ"
@@ -168,3 +287,51 @@ def test_files_get_the_users_permissions(tmp_path):
         os.umask(umask)
     for path in tmp_path.iterdir():
         assert path.stat().st_mode & 0o777 == 0o644, f"{path.name}: mode {oct(path.stat().st_mode & 0o777)}"
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_bare_command_lists_the_commands(prog, capsys):
+    assert MAINS[prog]([]) == 2
+    err = capsys.readouterr().err
+    assert "train" in err and "predict" in err and "usage:" in err, err
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_version(prog, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        MAINS[prog](["--version"])
+    assert exit_info.value.code == 0
+    assert re.fullmatch(rf"{prog} \S+\n", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_every_error_names_the_command(prog, capsys, tmp_path):
+    """One prefix for every error, argparse's and ours: `PROG COMMAND: error: `."""
+    code = MAINS[prog](["predict", "--weights", str(tmp_path / "nothing.pt")])
+    assert_one_line_error(capsys, code, f"{prog} predict: error: {tmp_path / 'nothing.pt'}", status=1)
+    with pytest.raises(SystemExit):
+        MAINS[prog](["train", "--hidden", "0"])
+    assert capsys.readouterr().err.startswith(f"{prog} train: error: argument --hidden")
+
+
+def test_default_runs_say_why_they_end_apart(tmp_path, capsys):
+    """jaxseq and torchseq draw their own initial weights for a seed; the line with the final loss says so."""
+    assert jaxseq_cli.main(["train", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert "torchseq train draws other weights" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [(lambda d: d / "nothere.py", "nothere.py: no such file"), (lambda d: d, "is a directory")],
+    ids=["missing", "directory"],
+)
+def test_check_refuses_a_missing_file_before_importing_jax_or_torch(make, message, tmp_path):
+    code = f"""
+import sys
+from jaxseq.app.cli import main
+code = main(["check", {str(make(tmp_path))!r}, "--out", {str(tmp_path / "out")!r}])
+print(code, sorted(m for m in ("jax", "torch") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split("\n")[0] == "2 []", (proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "jaxseq check: error:" in proc.stderr

@@ -8,9 +8,9 @@ import json
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq import cli
-from jaxseq.config import TrainConfig
-from jaxseq.training import accumulate_gradients
+from jaxseq.app import cli
+from jaxseq.app.config import TrainConfig
+from jaxseq.optim import accumulate_gradients
 from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, assert_close, compared
 
 

@@ -1,7 +1,7 @@
 """A run checkpointed in one framework continues in the other on the same trajectory.
 
-100 steps in JAX, the checkpoint converted (`jaxseq.checkpoint.to_torch`), 100 more in torch equals
-200 in torch alone; and the other way (`jaxseq.checkpoint.from_torch`); for every optimizer, with
+100 steps in JAX, the checkpoint converted (`jaxseq.app.crossing.to_torch`), 100 more in torch equals
+200 in torch alone; and the other way (`jaxseq.app.crossing.from_torch`); for every optimizer, with
 schedules and clipping. Also through the command line (`jaxseq export --format torch-run`).
 """
 
@@ -10,9 +10,9 @@ import pytest
 
 import jaxseq
 import torchseq
-from jaxseq import checkpoint
-from jaxseq.config import TrainConfig
-from jaxseq.task import load_sequences
+from jaxseq.app import checkpoint, crossing
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.task import load_sequences
 from parity_tests.helpers import TRAJECTORY_LOSS_RTOL, assert_close
 
 CONFIGS = {
@@ -54,12 +54,12 @@ def test_run_continues_in_the_other_framework(options, direction, tmp_path):
     first_checkpoint(start, config, tmp_path / "first")
     whole_in_finish = first_checkpoint(finish, config, tmp_path / "unused")
     if finish == "torch":
-        checkpoint.to_torch(tmp_path / "first", tmp_path / "crossed", load_sequences(config))
+        crossing.to_torch(tmp_path / "first", tmp_path / "crossed", load_sequences(config))
         from torchseq.train import load_checkpoint
 
         resumed = torchseq.train(config, resume=load_checkpoint(tmp_path / "crossed")).losses
     else:
-        checkpoint.from_torch(tmp_path / "first", tmp_path / "crossed")
+        crossing.from_torch(tmp_path / "first", tmp_path / "crossed")
         resumed = jaxseq.train(config, resume=checkpoint.load(tmp_path / "crossed")).losses
     assert len(resumed) == 200
     assert_close(

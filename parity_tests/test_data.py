@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxseq.data import DataError, load_data
-from jaxseq.task import shifted_sequence
+from jaxseq.app.data import DataError, load_data
+from jaxseq.app.task import shifted_sequence
 
 
 def test_example_csv_is_the_task():
@@ -58,6 +58,8 @@ BAD_FILES = [
     ("short_row.csv", b"input,target\n1\n", "row 2"),
     ("nan.csv", b"input,target\n1,2\nnan,3\n", "row 3: non-finite value"),
     ("inf.csv", b"input,target\n1,inf\n", "row 2: non-finite value"),
+    ("two_inputs.csv", b"input,input2,target\n1,2,3\n", "column 'input2': a CSV holds one input"),
+    ("features.csv", b"input_0,input_1,target\n1,2,3\n", "for several features use a .npz file"),
     ("binary.csv", b"\xff\xfe\x00\x01garbage", "cannot read it"),
     ("data.txt", b"input,target\n1,2\n", "unknown data format '.txt'"),
     ("bad.npy", b"not numpy", "cannot read it"),
@@ -135,7 +137,7 @@ def test_random_csv_never_escapes(tmp_path, header, rows):
 
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
 def test_bad_data_on_the_command_line(prog, tmp_path, capsys):
-    from jaxseq import cli as jaxseq_cli
+    from jaxseq.app import cli as jaxseq_cli
     from torchseq import cli as torchseq_cli
 
     main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]
@@ -149,7 +151,7 @@ def test_bad_data_on_the_command_line(prog, tmp_path, capsys):
 
 @pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
 def test_train_and_predict_on_user_data(prog, tmp_path):
-    from jaxseq import cli as jaxseq_cli
+    from jaxseq.app import cli as jaxseq_cli
     from torchseq import cli as torchseq_cli
 
     main = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}[prog]

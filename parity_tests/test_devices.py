@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxseq.outputs import read_history
+from jaxseq.app.outputs import read_history
 from parity_tests.helpers import SHARDED_LOSS_RTOL, assert_close, simulated_devices_env
 
 TRAIN = ["--task", "windows", "--sequences", "40", "--hidden", "8", "--steps", "100"]
@@ -23,7 +23,7 @@ SWEEP = ["--seeds", "2", "--lr", "1e-3,1e-2", "--hidden", "8", "--steps", "60", 
 
 
 def start_jaxseq(*args, devices: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "jaxseq.cli", *args, "--no-progress", "--no-cache"]
+    command = [sys.executable, "-m", "jaxseq.app.cli", *args, "--no-progress", "--no-cache"]
     env = simulated_devices_env(devices)
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -1,10 +1,12 @@
 """Weight files across frameworks: export, --init-from and predict, in both directions."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
-from jaxseq import cli as jaxseq_cli
+from jaxseq.app import cli as jaxseq_cli
 from jaxseq.port.weights import read_weights_file
 from parity_tests.helpers import FORWARD_ATOL, assert_close
 from torchseq import cli as torchseq_cli
@@ -33,6 +35,30 @@ def test_export_keeps_every_tensor(runs, tmp_path, fmt):
     if fmt == "pt":  # a plain torch state_dict
         state_dict = torch.load(to, weights_only=True)
         assert isinstance(state_dict["lstm.weight_hh_l0"], torch.Tensor)
+
+
+CHECKPOINTS = {"jaxseq": "checkpoint.npz", "torchseq": "checkpoint.pt"}
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+@pytest.mark.parametrize("trained_by", ["jaxseq", "torchseq"])
+def test_directory_holding_only_a_checkpoint(runs, tmp_path, prog, trained_by):
+    """`predict --weights DIR` and `export DIR` read the weights of a run directory holding only its
+    checkpoint (a diverged run's, an exported run's): the very weights of the run's weights file."""
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copy(runs / trained_by / CHECKPOINTS[trained_by], only)
+    full, from_checkpoint = tmp_path / "full.csv", tmp_path / "checkpoint.csv"
+    assert MAINS[prog](["predict", "--weights", str(runs / trained_by), "--out", str(full)]) == 0
+    assert MAINS[prog](["predict", "--weights", str(only), "--out", str(from_checkpoint)]) == 0
+    assert from_checkpoint.read_text() == full.read_text(), f"{prog} predict: checkpoint vs weights file"
+    if prog == "jaxseq":
+        to = tmp_path / "w.safetensors"
+        assert jaxseq_cli.main(["export", str(only), "--format", "safetensors", "--to", str(to)]) == 0
+        exported, original = read_weights_file(to), read_weights_file(runs / trained_by)
+        assert sorted(exported) == sorted(original)
+        for key in original:
+            assert np.array_equal(exported[key], original[key]), f"{key}: exported from the checkpoint"
 
 
 @pytest.mark.parametrize("trained_by", ["jaxseq", "torchseq"])

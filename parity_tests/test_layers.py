@@ -1,4 +1,4 @@
-"""jaxseq.recurrent (LSTM, GRU, RNN with every option) against torch.nn.LSTM, GRU and RNN.
+"""jaxseq.nn.recurrent (LSTM, GRU, RNN with every option) against torch.nn.LSTM, GRU and RNN.
 
 Forward outputs and final states, gradients, a 100-step Adam trajectory and exact conversion, over
 the grid of PyTorch's options. By default the tests run a pairwise-covering subset of the grid (every
@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import jaxseq
-from jaxseq.port.convert import ConversionError
 from jaxseq.nn.recurrent import GRU, LSTM, RNN, RNNBase, inverted_dropout
-from jaxseq.training import make_optimizer
+from jaxseq.optim import make_optimizer
+from jaxseq.port.convert import ConversionError
 from parity_tests.helpers import (
     FORWARD_ATOL,
     GRAD_ATOL,
@@ -242,7 +242,7 @@ def test_lengths_all_full_equals_no_lengths():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])  # float32 with H=5: the transposed-W_hh layout
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_kernel_matches_autodiff_scan(mode, with_lengths, bias, dtype):
-    """Each hand-written kernel (jaxseq.kernels, `recurrent.KERNELS`) against autodiff through a plain
+    """Each hand-written kernel (jaxseq.nn.kernels, `recurrent.KERNELS`) against autodiff through a plain
     `lax.scan` of `recurrent.cell` that carries the state through padding: outputs and every gradient."""
     from jaxseq.nn import recurrent
 

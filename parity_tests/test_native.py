@@ -16,7 +16,7 @@ import pytest
 
 import jaxseq
 import torchseq
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 
 SEEDS = range(8)
 NATIVE_EVERY_RUN = 2e-3

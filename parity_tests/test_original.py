@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import torchseq
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 from parity_tests.helpers import assert_close
 
 # The script's MSELoss((1,), ()) warns that it broadcasts; that is the script as written.

@@ -23,7 +23,8 @@ from flax import nnx
 from torch import nn as tnn
 
 import jaxseq
-from jaxseq import cli, parity
+from jaxseq import parity
+from jaxseq.app import cli
 from jaxseq.errors import ConversionError, OptionError
 from parity_tests.helpers import (
     FORWARD_ATOL,

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 import jaxseq
-from jaxseq import cli
-from jaxseq.config import TrainConfig
+from jaxseq.app import cli
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.task import data_key, generate, load_sequences, minibatch_indices, minibatches
+from jaxseq.app.training import init_model, sequence_loss
 from jaxseq.errors import OptionError
-from jaxseq.task import data_key, generate, load_sequences, minibatch_indices, minibatches
-from jaxseq.training import init_model, sequence_loss
 from parity_tests.helpers import (
     DATA_ATOL,
     LOSS_RTOL,
@@ -96,7 +96,7 @@ def test_minibatch_draws_are_a_function_of_the_step():
 
 def test_minibatch_draws_do_not_depend_on_x64():
     """A process without JAX's x64 mode (torchseq's) draws what this one (x64 on) does."""
-    code = "from jaxseq.task import minibatches; print(minibatches(3, 50, 4, start=10, block=3).tolist())"
+    code = "from jaxseq.app.task import minibatches; print(minibatches(3, 50, 4, start=10, block=3).tolist())"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert jax.config.jax_enable_x64, "this test needs x64 on here (conftest)"
     assert json.loads(proc.stdout) == minibatches(3, 50, 4, start=10, block=3).tolist()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import jaxseq
-from jaxseq import cli
-from jaxseq.config import TrainConfig
-from jaxseq.sweep import sweep
+from jaxseq.app import cli
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.sweep import sweep
 from parity_tests.helpers import (
     SWEEP_LOSS_RTOL,
     assert_close,
@@ -50,7 +50,7 @@ def test_each_model_is_its_own_train_run(config, seeds, lrs):
 def run_sweep_cli(out, devices: int):
     args = ["sweep", "--seeds", "2", "--lr", "1e-3,3e-3", "--steps", "60", "--hidden", "8", "--chunk", "20"]
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxseq.cli", *args, "--out", str(out), "--no-progress", "--no-cache"],
+        [sys.executable, "-m", "jaxseq.app.cli", *args, "--out", str(out), "--no-progress", "--no-cache"],
         capture_output=True,
         text=True,
         timeout=300,

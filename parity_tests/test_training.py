@@ -13,8 +13,9 @@ from flax import nnx
 
 import jaxseq
 import torchseq
-from jaxseq.task import Sequences
-from jaxseq.training import loss_fn, make_optimizer
+from jaxseq.app.task import Sequences
+from jaxseq.app.training import loss_fn
+from jaxseq.optim import make_optimizer
 from parity_tests.helpers import (
     GRAD_ATOL,
     STEP_ATOL,
@@ -125,7 +126,7 @@ def test_optimizer_steps(dtype, optimizer, lr):
 def test_chunk_not_dividing_steps_gives_the_same_run(data):
     """100 steps in chunks of 30 (the last one runs 10 and skips 20) equal the run in chunks of 10:
     every loss and every final parameter, bit for bit."""
-    from jaxseq.config import TrainConfig
+    from jaxseq.app.config import TrainConfig
 
     runs = [jaxseq.train(TrainConfig(steps=100, hidden=8, chunk=chunk, **data)) for chunk in (30, 10)]
     assert len(runs[0].losses) == 100

@@ -1,6 +1,6 @@
 """Whole trajectories: every configuration trained in both frameworks from the same weights.
 
-One table, one test. Each row is trained by `jaxseq.compare.compare` (`jaxseq compare`'s code
+One table, one test. Each row is trained by `jaxseq.app.compare.compare` (`jaxseq compare`'s code
 path: torchseq's initial model, converted, then both trainers on the same data and the same
 minibatches); the loss at every step must agree within TRAJECTORY_LOSS_RTOL and every final
 parameter within TRAJECTORY_PARAM_ATOL, and the trained model must be the row's architecture.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxseq
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 from jaxseq.nn.model import Architecture
 from jaxseq.port.convert import check_state_dict
 from parity_tests.helpers import assert_trajectories_close, compared, torch_state_dict_numpy

@@ -3,7 +3,8 @@
 torchseq train    trains on the shifted-sequence task (or --data) and writes --out DIR
 torchseq predict  writes a trained model's predictions as CSV
 
-Options: `jaxseq.options`; the run plumbing shared with `jaxseq`: `jaxseq.runs`.
+Options: `jaxseq.app.options`; the run plumbing shared with `jaxseq`: `jaxseq.app.runs`; the rule
+by which a run writes its --out directory: `jaxseq.app.outputs.RunDir`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import sys
 import time
 from functools import partial
 
-from jaxseq import runs
+from jaxseq.app import runs
+from jaxseq.app.options import add_predict_arguments, add_run_arguments, run_main
 from jaxseq.errors import torch_required
-from jaxseq.options import add_predict_arguments, add_run_arguments, run_main
 
 
 def _torch():
@@ -41,26 +42,28 @@ def train_command(args: argparse.Namespace) -> int:
     with out_dir as out:
         model = None if inputs.weights is None else from_state_dict(inputs.weights)
         save = partial(save_checkpoint, config=config)
-        result = runs.run_training(train, inputs, out, model=model, progress=args.progress, save=save)
+        with runs.StopOnSignal("torchseq train") as stop:
+            result = runs.run_training(
+                "torchseq", train, inputs, out, model=model, progress=args.progress, save=save, stop=stop
+            )
         summary = {
             "framework": "torch",
-            "steps_run": config.steps - result.first_step,
+            "steps_run": len(result.losses) - result.first_step,
             "steps_per_second": result.steps_per_second,
             "wall_seconds": time.perf_counter() - start,
             "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),
         }
-        runs.finish_train(
+        return runs.finish_train(
             "torchseq",
             out,
-            config,
-            inputs.data,
+            inputs,
             result.losses,
             summary,
             predict=lambda x, lengths: predict(result.model, x, lengths),
             save_weights=lambda path: torch.save(result.model.state_dict(), path),
+            stop=stop,
         )
-    return 0
 
 
 def predict(model, x, lengths=None):
@@ -72,9 +75,10 @@ def predict(model, x, lengths=None):
 
 def predict_command(args: argparse.Namespace) -> int:
     _torch()
-    from torchseq.model import load_model
+    from jaxseq.app.crossing import run_weights
+    from torchseq.model import from_state_dict
 
-    model = load_model(args.weights)
+    model = from_state_dict(run_weights(args.weights))
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     batch = runs.predict_inputs(args, dtype, model.recurrent.input_size)
     runs.finish_predict(runs.predictions_path(args), batch, predict(model, batch.x, batch.lengths))

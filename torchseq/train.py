@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 
-from jaxseq.config import TrainConfig
-from jaxseq.nn.model import Architecture
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.data import Sequences
+from jaxseq.app.task import check_batch_size, load_sequences, minibatches
 from jaxseq.errors import CheckpointError, DivergenceError
+from jaxseq.nn.model import Architecture
 from jaxseq.optim import torch_from_config
-from jaxseq.task import Sequences, check_batch_size, load_sequences, minibatches
 from torchseq.model import Model, build, from_state_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -23,7 +25,7 @@ DRAWS = 1000  # minibatch draws fetched from JAX at a time
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """torch.optim's `name` ("adam", "sgd", ...; see jaxseq.config.OPTIMIZERS) on `params`, its defaults."""
+    """torch.optim's `name` ("adam", "sgd", ...; see jaxseq.app.config.OPTIMIZERS) on `params`, its defaults."""
     from jaxseq.optim import torch_optimizer
 
     return torch_optimizer(name, params, lr)
@@ -33,7 +35,7 @@ def sequence_loss(
     pred_BxTxO: torch.Tensor, y_BxTxO: torch.Tensor, reduction: str = "sum", lengths_B: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Per-step MSE (mean over batch and outputs), summed or averaged over time; vectorised.
-    With `lengths_B`, only the steps t < lengths_B[b] of sequence b count (see jaxseq.training)."""
+    With `lengths_B`, only the steps t < lengths_B[b] of sequence b count (see jaxseq.app.training)."""
     square_BxTxO = torch.square(pred_BxTxO - y_BxTxO)
     if lengths_B is None:
         per_step_T = square_BxTxO.mean(dim=(0, 2))
@@ -60,7 +62,8 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
 @dataclass
 class TorchResult:
     model: Model  # the trained model
-    losses: np.ndarray  # (steps,) the loss at each step, before that step's update
+    losses: np.ndarray  # (steps done,) the loss at each step, before that step's update; fewer than
+    # config.steps where `stop` ended the run early
     run_seconds: float  # the training loop's wall time
     first_step: int = 0  # steps already done before this call (a resumed run)
 
@@ -77,17 +80,20 @@ def train(
     progress: bool = False,
     resume: TorchCheckpoint | None = None,
     on_checkpoint=None,
+    stop: Callable[[], bool] | None = None,
 ) -> TorchResult:
     """Trains `model` (or `init_model(config, ...)`) on `batch` = (x_NxTxI, y_NxTxO) or
     (x, y, lengths_N) as NumPy arrays or tensors, by default `load_sequences(config)`: the --data
     file or the --task. Every step sees all N sequences, or a minibatch of `config.batch_size`:
-    the very sequences jaxseq draws at that step (`jaxseq.task.minibatches`: JAX computes the
+    the very sequences jaxseq draws at that step (`jaxseq.app.task.minibatches`: JAX computes the
     draws, before the timer starts), which makes the two runs comparable step by step.
 
     config.zero_grad=False reproduces the original bug: gradients accumulate across steps.
-    resume: a checkpoint (`load_checkpoint`) of this config to continue from.
-    on_checkpoint: called as `on_checkpoint(losses_so_far, model, optimizer, scheduler or None)` every
-      `config.checkpoint_every` steps and at the end.
+    resume: a checkpoint (`load_checkpoint`) of this run to continue from, up to config.steps
+      (which may be more than the run's recorded steps: the same trajectory, extended).
+    on_checkpoint: called as `on_checkpoint(losses_so_far, model, optimizer, scheduler or None)` at
+      the end, every `config.checkpoint_every` steps, and where `stop` ends the run.
+    stop: called after each step; True ends the run there.
     Raises DivergenceError (with the finite history) when the loss becomes NaN or infinite.
     """
     from tqdm.auto import tqdm
@@ -105,6 +111,9 @@ def train(
     optimizer, scheduler = torch_from_config(config, model.parameters())
     losses = np.empty(config.steps)
     first = 0 if resume is None else _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTxO)
+    if first == config.steps and on_checkpoint is not None:  # nothing to run: the checkpoint as it was
+        on_checkpoint(losses, model, optimizer, scheduler)
+    done = config.steps
     batches = step_batches(config, (x_NxTxI, y_NxTxO, lengths_N), first)  # draws before the timer
     start = time.perf_counter()
     with tqdm(total=config.steps, initial=first, disable=not progress, unit="step", leave=False) as bar:
@@ -126,9 +135,14 @@ def train(
             if (step + 1) % config.chunk == 0 or step + 1 == config.steps:
                 bar.update((step % config.chunk) + 1)
                 bar.set_postfix(loss=f"{losses[step]:.3e}")
-            if on_checkpoint is not None and config.checkpoint_due(step + 1):
+            stopping = stop is not None and step + 1 < config.steps and stop()
+            if on_checkpoint is not None and (stopping or config.checkpoint_due(step + 1)):
                 on_checkpoint(losses[: step + 1], model, optimizer, scheduler)
-    return TorchResult(model=model, losses=losses, run_seconds=time.perf_counter() - start, first_step=first)
+            if stopping:
+                done = step + 1
+                break
+    run_seconds = time.perf_counter() - start
+    return TorchResult(model=model, losses=losses[:done], run_seconds=run_seconds, first_step=first)
 
 
 def _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTxO) -> int:
@@ -147,7 +161,7 @@ def _resume(resume, config, model, optimizer, scheduler, losses, x_NxTxI, y_NxTx
 
 def step_batches(config: TrainConfig, data, first: int):
     """(x_BxTxI, y_BxTxO, lengths_B) for each step from `first`: all of `data` (tensors x, y, lengths),
-    or the minibatch jaxseq draws at that step (`jaxseq.task.minibatches`, fetched DRAWS steps at a
+    or the minibatch jaxseq draws at that step (`jaxseq.app.task.minibatches`, fetched DRAWS steps at a
     time; the first block is drawn, and JAX's program compiled, on creation)."""
     if config.batch_size is None:
         return itertools.repeat(data)
@@ -172,7 +186,7 @@ def save_checkpoint(run_dir, losses, model, optimizer, scheduler=None, *, config
     import json
     from pathlib import Path
 
-    from jaxseq.outputs import atomic_write
+    from jaxseq.files import atomic_write
 
     payload = {
         "config": json.dumps(dataclasses.asdict(config)),
@@ -203,7 +217,7 @@ def load_checkpoint(run_dir) -> TorchCheckpoint:
     path = Path(run_dir)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here (train with --checkpoint-every N to write one)")
+        raise CheckpointError(f"{path}: no checkpoint here (a torchseq run writes {CHECKPOINT} at its end)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         payload["config"] = TrainConfig(**json.loads(payload["config"]))

@@ -1,6 +1,6 @@
 """Hand-written recurrences: LSTM and GRU directions with their backward passes written by hand.
 
-`jaxseq.recurrent` calls `lstm_direction` for every LSTM direction and layer without `proj_size`,
+`jaxseq.nn.recurrent` calls `lstm_direction` for every LSTM direction and layer without `proj_size`,
 and `gru_direction` for every GRU direction (with or without lengths; `recurrent.KERNELS` is the
 table); the rest (RNN, LSTM with a projection) is plain autodiff through `lax.scan` there.
 

@@ -71,7 +71,7 @@ class Buffer(nnx.Variable):
 
 def set_training(module: nnx.Module, mode: bool = True) -> None:
     """torch's `module.train(mode)` for a whole NNX tree: sets `training = mode` on every nested
-    module that has a `training` attribute (jaxseq.nn layers, modules from `jaxseq.fx.from_torch`),
+    module that has a `training` attribute (jaxseq.nn layers, modules from `jaxseq.from_torch`),
     and flax's own flags (`deterministic = not mode`, `use_running_average = not mode`) on flax
     layers such as nnx.Dropout and nnx.BatchNorm in the same tree.
 
@@ -99,7 +99,7 @@ class Module(nnx.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# functions shared by the layers below and by jaxseq.fx's registry
+# functions shared by the layers below
 
 
 def embedding(ids, weight_VxD, padding_idx: int | None = None):

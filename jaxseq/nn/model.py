@@ -1,6 +1,6 @@
 """The model: a recurrent layer (LSTM, GRU or RNN) and a linear head, as torchseq's.
 
-`jaxseq.config.Architecture` is the one description of it (torch's vocabulary: hidden_size,
+`jaxseq.nn.model.Architecture` is the one description of it (torch's vocabulary: hidden_size,
 num_layers) from which both frameworks build it: `Architecture.build` for JAX (this Model),
 `torchseq.model.build` for PyTorch.
 Parameters are stored exactly as torch.nn.LSTM/GRU/RNN and nn.Linear store them (names, shapes,
@@ -58,7 +58,7 @@ class Model(nnx.Module):
     """The seed question's model, generalised as torchseq's: a recurrent layer, then a linear head
     at every time step. (B, T, I) -> (B, T, O).
 
-    The recurrent layer (`jaxseq.recurrent`, batch_first) is the attribute named by `cell`, so
+    The recurrent layer (`jaxseq.nn.recurrent`, batch_first) is the attribute named by `cell`, so
     parameter paths read like PyTorch's keys (`lstm.weight_ih_l0`, `gru.weight_hh_l1_reverse`,
     `linear.weight`). init="torch" draws every tensor as PyTorch does (JAX's random numbers);
     init="flax" (one-layer, one-direction LSTM only) uses the stock `nnx.LSTMCell` initialisers:

@@ -84,7 +84,7 @@ relative 1e-9 and the final parameters to 1e-10:
 >>> tx = from_torch(optimizer, scheduler, model=model)  # steps as the torch pair does
 >>> updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 
-The names below load on first use (as `jaxseq`'s): `jaxseq.config` imports the framework-free
+The names below load on first use (as `jaxseq`'s): `jaxseq.app.config` imports the framework-free
 option table (jaxseq.optim.options) without importing JAX.
 """
 

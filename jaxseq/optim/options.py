@@ -1,5 +1,5 @@
 """Each torch.optim optimizer without any framework: its options and torch's default for each, and
-`Rule`, one param group's optimizer with its options. `jaxseq.config` checks the command line's
+`Rule`, one param group's optimizer with its options. `jaxseq.app.config` checks the command line's
 options against this table, so nothing here imports JAX or torch."""
 
 from __future__ import annotations

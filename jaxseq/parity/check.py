@@ -44,7 +44,7 @@ from flax import nnx
 from jaxseq.errors import ConversionError, OptionError, UserError
 from jaxseq.parity.report import TOLERANCES, ParityReport, one_line as _one_line
 
-# check's `loss` names -> the torch.nn.functional function (its defaults) and jaxseq.fx's version of it.
+# check's `loss` names -> the torch.nn.functional function (its defaults), converted like the model.
 LOSSES = {
     "mse": "mse_loss",
     "cross_entropy": "cross_entropy",

@@ -1,7 +1,7 @@
 """Conversion between PyTorch state_dicts and jaxseq modules, as a table of explicit rules.
 
 Every jaxseq layer stores its tensors under torch's names and in torch's layouts (`jaxseq.nn`,
-`jaxseq.recurrent`), so a rule is (torch key = the jaxseq parameter's path joined by ".", its
+`jaxseq.nn.recurrent`), so a rule is (torch key = the jaxseq parameter's path joined by ".", its
 shape), and nothing is transposed. The rules of a Model are `model_shapes(architecture)`; those
 of a torch.nn.LSTM/GRU/RNN are `jaxseq.nn.recurrent.parameter_shapes(options)`. One loop applies
 them each way (`load_state_dict`, `state_dict`), checking every tensor's shape; values are
@@ -24,7 +24,7 @@ from jaxseq.nn.recurrent import GATES, RNNBase, check_options, parameter_shapes
 
 __all__ = ["Architecture", "ConversionError", "from_torch", "to_torch_state_dict", "model_shapes"]
 
-MODES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN_TANH"}  # cell -> jaxseq.recurrent mode
+MODES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN_TANH"}  # cell -> jaxseq.nn.recurrent mode
 
 
 def model_shapes(arch: Architecture) -> dict[str, tuple[int, ...]]:
@@ -231,7 +231,7 @@ def torch_recurrent_kind(obj) -> str | None:
 
 
 def recurrent_from_torch(obj, *, kind: str | None = None, **options) -> RNNBase:
-    """The `jaxseq.recurrent` LSTM, GRU or RNN with exactly the options and weights of `obj`.
+    """The `jaxseq.nn.recurrent` LSTM, GRU or RNN with exactly the options and weights of `obj`.
 
     `obj` is a torch.nn.LSTM, GRU or RNN module, whose options are read from its attributes; or a
     state_dict of one (torch tensors or NumPy arrays), with `kind` ("lstm", "gru", "rnn") and the

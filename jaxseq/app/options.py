@@ -1,8 +1,10 @@
 """The command line's options and its one-line errors, shared by `jaxseq` and `torchseq`.
 
 One option per `TrainConfig` field (`add_arguments`), each checked by its argparse type where it
-enters; `from_args` turns the parsed options into the config. `run_main` runs a command and turns
-a `jaxseq.errors.UserError`, and only that, into one line on stderr and its exit status.
+enters; an option left out parses as None (so `--resume` can tell what was given), and
+`from_args` turns the parsed options into the config, with its defaults for the rest. `run_main`
+runs a command and turns a `jaxseq.errors.UserError`, and only that, into one line on stderr,
+`PROG COMMAND: error: ...`, and its exit status.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import dataclasses
 import functools
 import math
 import sys
+from importlib import metadata
 
-from jaxseq.config import CELLS, DTYPES, INITS, LOSSES, OPTIMIZERS, PLATFORMS, TASKS, TrainConfig
+from jaxseq.app.config import CELLS, DTYPES, INITS, LOSSES, OPTIMIZERS, PLATFORMS, TASKS, TrainConfig
 from jaxseq.errors import OptionError, UserError
 
 
@@ -63,30 +66,27 @@ def offers(option: str, framework: str, command: str) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
-    """Adds one option per TrainConfig field that `framework`'s `command` honours (RUN_OPTIONS);
-    `sweep` takes --lr as a comma-separated list."""
+    """Adds one option per TrainConfig field that `framework`'s `command` honours (RUN_OPTIONS), each
+    None when left out (TrainConfig's default applies; the help names it); `sweep` takes --lr as a
+    comma-separated list."""
     d = TrainConfig()
     has = functools.partial(offers, framework=framework, command=command)
-    parser.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps (%(default)s)")
+    parser.add_argument("--steps", type=positive_int, help=f"optimizer steps ({d.steps})")
     if command == "sweep":
         rates = ",".join(f"{r:g}" for r in SWEEP_LRS)
         parser.add_argument("--lr", type=_lr_list, default=list(SWEEP_LRS), help=f"learning rates ({rates})")
     else:
-        parser.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate (%(default)s)")
+        parser.add_argument("--lr", type=_positive_float, help=f"learning rate ({d.lr:g})")
     add_optimizer_arguments(parser)
-    parser.add_argument("--hidden", type=positive_int, default=d.hidden, help="hidden size (%(default)s)")
-    parser.add_argument("--cell", choices=CELLS, default=d.cell, help="recurrent layer (%(default)s)")
-    parser.add_argument("--layers", type=positive_int, default=d.layers, help="stacked layers (%(default)s)")
+    parser.add_argument("--hidden", type=positive_int, help=f"hidden size ({d.hidden})")
+    parser.add_argument("--cell", choices=CELLS, help=f"recurrent layer ({d.cell})")
+    parser.add_argument("--layers", type=positive_int, help=f"stacked layers ({d.layers})")
     parser.add_argument("--bidirectional", action="store_true", help="forward and reverse directions in every layer")
-    parser.add_argument("--seed", type=_int, default=d.seed, help="initialisation seed (%(default)s)")
-    parser.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="(%(default)s)")
-    parser.add_argument(
-        "--loss", choices=LOSSES, default=d.loss, help="per-step MSE summed or averaged over time (%(default)s)"
-    )
+    parser.add_argument("--seed", type=_int, help=f"initialisation seed ({d.seed}; each framework draws its own)")
+    parser.add_argument("--dtype", choices=DTYPES, help=f"({d.dtype})")
+    parser.add_argument("--loss", choices=LOSSES, help=f"per-step MSE summed or averaged over time ({d.loss})")
     add_data_arguments(parser)
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=None, metavar="B", help="sequences per step (all of them)"
-    )
+    parser.add_argument("--batch-size", type=positive_int, metavar="B", help="sequences per step (all of them)")
     parser.add_argument(
         "--no-zero-grad",
         dest="zero_grad",
@@ -95,32 +95,34 @@ def add_arguments(parser: argparse.ArgumentParser, *, framework: str = "jax", co
     )
     if has("--init-from"):
         parser.add_argument(
-            "--init-from", default=None, metavar="FILE", help="start from these weights (.safetensors or .pt)"
+            "--init-from", metavar="FILE", help="start from these weights (.safetensors, .pt, or a run directory)"
         )
     if has("--checkpoint-every"):
         parser.add_argument(
-            "--checkpoint-every", type=positive_int, default=None, metavar="N", help="write a checkpoint every N steps"
+            "--checkpoint-every",
+            type=positive_int,
+            metavar="N",
+            help="also write a checkpoint every N steps (one is written at the end)",
         )
     if has("--resume"):
         parser.add_argument(
-            "--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR, with its options"
+            "--resume",
+            metavar="DIR",
+            help="continue the run in DIR with its recorded options, to its --steps or to a new --steps N",
         )
     if has("--init"):
-        parser.add_argument("--init", choices=INITS, default=d.init, help="initialisers (%(default)s)")
+        parser.add_argument("--init", choices=INITS, help=f"initialisers ({d.init})")
     if has("--init-from-torch"):
         parser.add_argument(
             "--init-from-torch",
             type=_int,
-            default=None,
             metavar="SEED",
             help="start from the weights torchseq builds with this seed (needs torch)",
         )
     if has("--chunk"):
-        parser.add_argument(
-            "--chunk", type=positive_int, default=d.chunk, help="steps per compiled chunk (%(default)s)"
-        )
+        parser.add_argument("--chunk", type=positive_int, help=f"steps per compiled chunk ({d.chunk})")
     if has("--platform"):
-        parser.add_argument("--platform", choices=PLATFORMS, default=None, help="JAX platform (JAX's default)")
+        parser.add_argument("--platform", choices=PLATFORMS, help="JAX platform (JAX's default)")
 
 
 _non_negative = option_type(float, lambda v: 0 <= v < math.inf, "a number >= 0")
@@ -135,7 +137,7 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     """--optimizer and its options (jaxseq.optim), each defaulting to torch.optim's for that optimizer."""
     d = TrainConfig()
     g = parser.add_argument_group("optimizer (torch.optim's; an option left out takes its default)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="(%(default)s)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({d.optimizer})")
     g.add_argument("--weight-decay", type=_non_negative, metavar="WD", help="(AdamW 1e-2, the others 0)")
     g.add_argument("--momentum", type=_non_negative, metavar="M", help="sgd, rmsprop (0)")
     g.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum")
@@ -155,39 +157,49 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that choose the data: --task and its sizes, --data-seed, or --data FILE."""
     d = TrainConfig()
-    parser.add_argument("--task", choices=TASKS, default=d.task, help="built-in data (%(default)s; see jaxseq.task)")
-    parser.add_argument(
-        "--sequences", type=positive_int, default=d.sequences, help="task: sequences to generate (%(default)s)"
-    )
-    parser.add_argument("--length", type=positive_int, default=d.length, help="task: sequence length (%(default)s)")
-    parser.add_argument("--spacing", type=_positive_float, default=d.spacing, help="task: input spacing (%(default)s)")
-    parser.add_argument(
-        "--shift", type=_finite_float, default=d.shift, help="task: target = input + shift (%(default)s)"
-    )
-    parser.add_argument(
-        "--data-seed",
-        type=_seed32,
-        default=d.data_seed,
-        help="seed of the data and the minibatches (%(default)s)",
-    )
-    parser.add_argument("--data", default=None, metavar="FILE", help="your CSV/.npy/.npz instead of the task")
+    parser.add_argument("--task", choices=TASKS, help=f"built-in data ({d.task}; see jaxseq.app.task)")
+    parser.add_argument("--sequences", type=positive_int, help=f"task: sequences to generate ({d.sequences})")
+    parser.add_argument("--length", type=positive_int, help=f"task: sequence length ({d.length})")
+    parser.add_argument("--spacing", type=_positive_float, help=f"task: input spacing ({d.spacing})")
+    parser.add_argument("--shift", type=_finite_float, help=f"task: target = input + shift ({d.shift})")
+    parser.add_argument("--data-seed", type=_seed32, help=f"seed of the data and the minibatches ({d.data_seed})")
+    parser.add_argument("--data", metavar="FILE", help="your CSV/.npy/.npz instead of the task")
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the command line set: {field: value}. An option left out parses as
+    None; a switch (--bidirectional, --no-zero-grad) counts where it is on."""
+    default = TrainConfig()
+    given = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and (not isinstance(value, bool) or value != getattr(default, f.name)):
+            given[f.name] = value
+    return given
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig named by parsed options; fields without an option keep their default."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig(**given_options(args))
 
 
-def resumed_config(args: argparse.Namespace, recorded: TrainConfig) -> TrainConfig:
-    """The recorded run's config; an option given now that differs from both it and its default is an error."""
-    given, default = from_args(args), TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        now, then = getattr(given, f.name), getattr(recorded, f.name)
-        if now != getattr(default, f.name) and now != then:
-            flag = "--" + f.name.replace("_", "-")
+# What --resume lets a command line change: how far the run goes, and how often it is saved.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+def resumed_config(args: argparse.Namespace, recorded: TrainConfig, steps_done: int) -> TrainConfig:
+    """The recorded run's config, with --steps N (extending the run) and --checkpoint-every where
+    given; any other option given now that differs from the recorded one is an OptionError."""
+    given = given_options(args)
+    for name, now in given.items():
+        then = getattr(recorded, name)
+        if name not in RESUMABLE_CHANGES and now != then:
+            flag = "--" + name.replace("_", "-")
             raise OptionError(f"--resume continues the recorded run with {flag} {then}; {flag} {now} conflicts")
-    return recorded
+    config = recorded.replace(**{name: given[name] for name in RESUMABLE_CHANGES if name in given})
+    if config.steps < steps_done:
+        raise OptionError(f"--resume: the run has done {steps_done} steps already; --steps {config.steps} is fewer")
+    return config
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
@@ -196,7 +208,8 @@ def add_run_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", com
     p.add_argument(
         "--out",
         default=f"runs/{framework}seq" if command == "train" else f"runs/{command}",
-        help="output directory (%(default)s)",
+        help="output directory (%(default)s); new, empty or a run's, which the run replaces whole once "
+        "it has its own results (see docs/cli.md)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     if framework == "jax":
@@ -232,7 +245,11 @@ def add_host_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="a run directory, or a .safetensors / .pt file")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="a run directory (its weights, else its checkpoint), or a .safetensors / .pt file",
+    )
     add_data_arguments(p)
     p.add_argument(
         "--out", default=None, metavar="FILE", help="CSV file to write (predictions.csv in the --weights run directory)"
@@ -246,21 +263,34 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def version() -> str:
+    try:
+        return metadata.version("jaxseq")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
     """Parses argv and runs the chosen command. `commands`: name -> (one-line help, add_arguments,
-    run). A `UserError` (bad input: an option, a file, a diverging run) becomes one line on stderr
-    and its exit status (2 for an option, 1 otherwise); anything else is a bug and keeps its traceback."""
+    run). Without a command, prints the commands and returns 2. A `UserError` (bad input: an
+    option, a file, a diverging run) becomes one line on stderr, `PROG COMMAND: error: ...`, and
+    its exit status (2 for an option, 1 otherwise); anything else is a bug and keeps its traceback."""
     parser = Parser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"{prog} {version()}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     for name, (summary, add, _) in commands.items():
         p = sub.add_parser(name, help=summary, description=summary)
         add(p)
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    where = f"{prog} {args.command}"
     try:
         return commands[args.command][2](args) or 0
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{where}: interrupted; nothing more written", file=sys.stderr)
         return 130
     except UserError as e:
-        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"{where}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return e.exit_code

@@ -93,6 +93,16 @@ def fetch(tree):
     return jax.tree.map(gather, tree)
 
 
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is true in any process: the same answer in every process (a collective where
+    there are several, so every process must ask)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+
 def is_main_process() -> bool:
     """True in process 0, the one that writes files and prints; always true in a single process."""
     return jax.process_index() == 0

@@ -5,22 +5,23 @@
     jaxseq sweep    trains one model per seed and learning rate in one compiled program
     jaxseq predict  writes a trained model's predictions as CSV
     jaxseq export   writes a run's weights as .safetensors or .pt under PyTorch's names
+    jaxseq check    trains your PyTorch model and its JAX version side by side
 
-Options: `jaxseq.options`; the run plumbing shared with `torchseq`: `jaxseq.runs`.
+Options: `jaxseq.app.options`; the run plumbing shared with `torchseq`: `jaxseq.app.runs`; the
+rule by which a command writes its --out directory: `jaxseq.app.outputs.RunDir`. Neither JAX nor
+torch is imported before a command has checked its arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
-from jaxseq import outputs, runs
-from jaxseq.errors import Diverged, torch_required
-from jaxseq.options import (
+from jaxseq.app import outputs, runs
+from jaxseq.app.options import (
     add_host_arguments,
     add_predict_arguments,
     add_run_arguments,
@@ -28,12 +29,13 @@ from jaxseq.options import (
     positive_int,
     run_main,
 )
+from jaxseq.errors import Diverged, OptionError, torch_required
 
 
 def use_compilation_cache(args: argparse.Namespace) -> None:
-    """Keeps compiled programs on disk (`jaxseq.training.enable_compilation_cache`) unless --no-cache."""
+    """Keeps compiled programs on disk (`jaxseq.app.training.enable_compilation_cache`) unless --no-cache."""
     if args.cache:
-        from jaxseq.training import enable_compilation_cache
+        from jaxseq.app.training import enable_compilation_cache
 
         enable_compilation_cache()
 
@@ -48,31 +50,35 @@ def initial_model(inputs: runs.RunInputs):
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from jaxseq import checkpoint
+    from jaxseq.app import checkpoint
 
-    inputs, out_dir = runs.start_run(args, checkpoint.load, hosts=True)
+    inputs, run_dir = runs.start_run(args, checkpoint.load, hosts=True)
     config = inputs.config
     import jax
     import numpy as np
 
-    from jaxseq.training import train
+    from jaxseq.app.training import train
     from jaxseq.port.weights import save_weights
 
     use_compilation_cache(args)
+    sizes = (inputs.data.x.shape[-1], inputs.data.y.shape[-1])
 
     def save(out, losses, leaves):
-        checkpoint.save(out, checkpoint.Checkpoint(config, losses, leaves))
+        checkpoint.save(out, checkpoint.Checkpoint(config, losses, leaves, sizes))
 
     start = time.perf_counter()
-    with out_dir as out:
+    with run_dir as out:
         # every process fetches the state at checkpoints (a collective where it spans hosts); one writes
         model = initial_model(inputs)
-        result = runs.run_training(train, inputs, out, model=model, progress=args.progress, save=save)
+        with runs.StopOnSignal("jaxseq train") as stop:
+            result = runs.run_training(
+                "jaxseq", train, inputs, out, model=model, progress=args.progress, save=save, stop=stop
+            )
         if out is None:
-            return 0
+            return runs.exit_status(result.losses, config, stop)
         summary = {
             "framework": "jax",
-            "steps_run": config.steps - result.first_step,
+            "steps_run": len(result.losses) - result.first_step,
             "steps_per_second": result.steps_per_second,
             "wall_seconds": time.perf_counter() - start,
             "compile_seconds": result.compile_seconds,
@@ -82,21 +88,20 @@ def train_command(args: argparse.Namespace) -> int:
             "processes": jax.process_count(),
             "jax_version": jax.__version__,
         }
-        runs.finish_train(
+        return runs.finish_train(
             "jaxseq",
             out,
-            config,
-            inputs.data,
+            inputs,
             result.losses,
             summary,
             predict=lambda x, lengths: np.asarray(result.model(x, lengths)),
             save_weights=lambda path: save_weights(result.model, path),
+            stop=stop,
         )
-    return 0
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from jaxseq import compare
+    from jaxseq.app import compare
 
     inputs, out_dir = runs.start_run(args)  # the data and --init-from, checked before --out is made
     config = inputs.config
@@ -104,9 +109,7 @@ def compare_command(args: argparse.Namespace) -> int:
     with out_dir as out:
         c = compare.compare(config, inputs.data, progress=args.progress, weights=inputs.weights)
         compare.plot(out / "loss_curves.png", c, config)
-        outputs.write_text(
-            out / "summary.json", json.dumps(compare.summary(c, config), indent=2, allow_nan=False) + "\n"
-        )
+        outputs.write_summary(out, compare.summary(c, config))
     print(compare.table(c, config))
     print(f"wrote {out}/")
     return 0
@@ -115,9 +118,10 @@ def compare_command(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxseq.port.weights import load_weights
+    from jaxseq.app.crossing import run_weights
+    from jaxseq.port.convert import from_torch
 
-    model = load_weights(args.weights)
+    model = from_torch(run_weights(args.weights))
     batch = runs.predict_inputs(args, str(model.linear.weight[...].dtype), model.architecture.input_size)
     runs.finish_predict(runs.predictions_path(args), batch, np.asarray(model(batch.x, batch.lengths)))
     return 0
@@ -127,7 +131,7 @@ RUN_FORMATS = ("torch-run", "jax-run")  # a checkpointed run, resumable in the o
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="DIR", help="a run directory (or a weights file)")
+    p.add_argument("run", metavar="DIR", help="a run directory (its weights, else its checkpoint), or a weights file")
     p.add_argument(
         "--format",
         choices=("pt", "safetensors", *RUN_FORMATS),
@@ -139,7 +143,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from jaxseq.port.weights import check_format, read_weights_file, write_weights_file
+    from jaxseq.app.crossing import run_weights
+    from jaxseq.files import atomic_write
+    from jaxseq.port.weights import check_format, write_weights_file
 
     to = Path(args.to)
     if args.format == "pt" or args.format in RUN_FORMATS:
@@ -150,23 +156,23 @@ def export_command(args: argparse.Namespace) -> int:
     if args.format in RUN_FORMATS:
         return export_run(args.run, to, args.format)
     check_format(to, args.format)
-    state_dict = read_weights_file(args.run)
-    outputs.atomic_write(to, lambda tmp: write_weights_file(state_dict, tmp, args.format))
+    state_dict = run_weights(args.run)
+    atomic_write(to, lambda tmp: write_weights_file(state_dict, tmp, args.format))
     print(f"wrote {to} ({args.format}, {len(state_dict)} tensors)")
     return 0
 
 
 def export_run(run, to: Path, fmt: str) -> int:
     """A checkpointed run of one framework as a run directory of the other, resumable there."""
-    from jaxseq import checkpoint
+    from jaxseq.app import checkpoint, crossing
 
     if fmt == "torch-run":
         saved = checkpoint.load(run)
         data = runs.read_inputs(saved.config, resumed=True).data  # the model's sizes
-        checkpoint.to_torch(run, to, data)
+        crossing.to_torch(run, to, data)
         resume = "torchseq"
     else:
-        checkpoint.from_torch(run, to)
+        crossing.from_torch(run, to)
         resume = "jaxseq"
     print(f"wrote {to}/ (the run's checkpoint and history; continue it with: {resume} train --resume {to})")
     return 0
@@ -179,14 +185,14 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from jaxseq import sweep
+    from jaxseq.app import sweep
 
     lrs = args.lr
     inputs = runs.read_inputs(from_args(argparse.Namespace(**{**vars(args), "lr": lrs[0]})))
     config = inputs.config
     write = runs.join_hosts(args)
     runs.check_split(config, args.seeds * len(lrs), "models")
-    out_dir = outputs.new_run_dir(args.out) if write else None
+    out_dir = outputs.RunDir(args.out) if write else None
     use_compilation_cache(args)
     seeds = list(range(config.seed, config.seed + args.seeds))
     result = sweep.sweep(config, seeds, lrs, inputs.data, progress=args.progress)
@@ -194,9 +200,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         return 0
     with out_dir as out:
         sweep.plot(out / "sweep.png", result)
-        outputs.write_text(
-            out / "summary.json", json.dumps(sweep.summary(result, config), indent=2, allow_nan=False) + "\n"
-        )
+        outputs.write_summary(out, sweep.summary(result, config))
     print(sweep.table(result))
     print(f"wrote {out}/")
     if (result.diverged_at > 0).all():
@@ -222,11 +226,23 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_model_file(spec: str) -> None:
+    """Refuses a FILE.py[:FUNCTION] whose file is missing or a directory, before torch or JAX is imported."""
+    file, sep, function = spec.rpartition(":")
+    path = Path(file if sep and function.isidentifier() and file else spec)
+    if path.is_dir():
+        raise OptionError(f"{path}: is a directory; give the Python file whose make() returns the model")
+    if not path.is_file():
+        raise OptionError(f"{path}: no such file")
+
+
 def check_command(args: argparse.Namespace) -> int:
+    check_model_file(args.file)
+    run_dir = outputs.RunDir(args.out)
     from jaxseq import parity
 
     report = parity.check_file(args.file, steps=args.steps)  # every input checked before --out is made
-    with outputs.new_run_dir(args.out) as out:
+    with run_dir as out:
         report.write(out)
     print(report.table())
     print(f"wrote {out}/")
@@ -269,8 +285,14 @@ COMMANDS = {
 }
 
 
+DESCRIPTION = """Train, compare and convert PyTorch-style recurrent models in JAX.
+
+A command writing a directory (--out) writes it aside and puts it in --out's place once it has
+something complete, so an earlier run's results stay whole until then (docs/cli.md)."""
+
+
 def main(argv=None) -> int:
-    return run_main("jaxseq", "Train, compare and convert PyTorch-style recurrent models in JAX.", COMMANDS, argv)
+    return run_main("jaxseq", DESCRIPTION, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxseq.config import TrainConfig
+from jaxseq.app.config import TrainConfig
 from jaxseq.errors import torch_required
 
 
 @dataclass
 class Comparison:
-    jax: object  # jaxseq.training.TrainResult
+    jax: object  # jaxseq.app.training.TrainResult
     torch: object  # torchseq.train.TorchResult
     max_abs_param_diff: float  # max over all final parameters of |jax - torch|
 
@@ -41,9 +41,9 @@ def compare(config: TrainConfig, batch=None, *, progress: bool = False, weights=
         from torchseq.train import init_model
     except ImportError:
         raise torch_required("compare") from None
+    from jaxseq.app.task import load_sequences
+    from jaxseq.app.training import train
     from jaxseq.port.convert import from_torch, to_torch_state_dict
-    from jaxseq.task import load_sequences
-    from jaxseq.training import train
 
     batch = load_sequences(config) if batch is None else batch
     if weights is not None:
@@ -105,7 +105,7 @@ def table(c: Comparison, config: TrainConfig) -> str:
 
 def plot(path, c: Comparison, config: TrainConfig) -> None:
     """Both loss curves (log scale), and their relative difference below."""
-    from jaxseq.outputs import pyplot, save_figure
+    from jaxseq.files import pyplot, save_figure
 
     steps = np.arange(1, config.steps + 1)
     fig, (top, bottom) = pyplot().subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))

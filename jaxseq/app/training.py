@@ -3,13 +3,15 @@
 `train_step(state, batch) -> (state, loss)` is pure. `train_chunk` runs `chunk`
 of them in one `lax.scan` under one `jax.jit`; `train` calls that compiled chunk
 repeatedly, so each run compiles once and the host wakes only between chunks
-(to advance the progress bar and collect the losses).
+(to advance the progress bar, collect the losses, write checkpoints, and stop
+early when asked to).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -20,13 +22,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxseq import devices, optim
-from jaxseq.config import TrainConfig
-from jaxseq.nn.model import Architecture
+from jaxseq import optim
+from jaxseq.app import devices
+from jaxseq.app.checkpoint import Checkpoint, check_leaves
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.data import Sequences, check_lengths
+from jaxseq.app.task import check_batch_size, data_key, load_sequences, minibatch_indices
 from jaxseq.errors import DivergenceError
-from jaxseq.nn.model import Model, enable_dtype
-from jaxseq.optim import accumulate_gradients, make_optimizer, with_learning_rate  # noqa: F401 (their old home)
-from jaxseq.task import Sequences, check_batch_size, check_lengths, data_key, load_sequences, minibatch_indices
+from jaxseq.nn.model import Architecture, Model, enable_dtype
 
 
 class TrainState(NamedTuple):
@@ -83,7 +86,7 @@ def run_chunk(
     leave the state as is (so the last, shorter chunk reuses the same compiled program).
 
     Each step trains on all of `data`, or with `batch_size` on a minibatch of it gathered on the
-    device (`jaxseq.task.minibatch_indices` with `key`), laid out by `batch_sharding` (data parallelism) if
+    device (`jaxseq.app.task.minibatch_indices` with `key`), laid out by `batch_sharding` (data parallelism) if
     given. Returns (state, losses_chunk), with NaN for the skipped steps.
     """
     step = partial(train_step, graphdef=graphdef, tx=tx, reduction=reduction)
@@ -144,23 +147,17 @@ def init_model(config: TrainConfig, input_size: int = 1, output_size: int = 1) -
         check_weights_fit(state_dict, config, input_size=input_size, output_size=output_size, source=config.init_from)
         return from_torch(state_dict)
     if config.init_from_torch is not None:
-        try:
-            from torchseq.train import init_model as torch_init_model  # PyTorch is optional for a JAX user
-        except ImportError:
-            from jaxseq.errors import torch_required
+        from jaxseq.app.crossing import torch_start
 
-            raise torch_required("--init-from-torch") from None
-        from jaxseq.port.convert import from_torch
-
-        torch_config = config.replace(seed=config.init_from_torch)  # init_from is None here
-        return from_torch(torch_init_model(torch_config, input_size, output_size))
+        return torch_start(config, input_size, output_size)
     return Architecture.of_run(config, input_size, output_size).build(dtype=dtype, seed=config.seed, init=config.init)
 
 
 @dataclass
 class TrainResult:
     model: Model  # the trained model (on this process's default device)
-    losses: np.ndarray  # (steps,) the loss at each step, before that step's update
+    losses: np.ndarray  # (steps done,) the loss at each step, before that step's update; fewer than
+    # config.steps where `stop` ended the run early
     compile_seconds: float  # lowering and compiling the chunk program
     run_seconds: float  # executing all chunks, after compilation
     platform: str  # the platform JAX ran on: "cpu", "gpu", "tpu"
@@ -185,8 +182,9 @@ def train(
     batch=None,
     *,
     progress: bool = False,
-    resume=None,
+    resume: Checkpoint | None = None,
     on_checkpoint=None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Trains `model` (or `init_model(config, ...)`) on `batch`: (x_NxTxI, y_NxTxO) or
     (x, y, lengths_N), by default `load_sequences(config)` (the --data file or the --task).
@@ -196,9 +194,13 @@ def train(
     platform (data parallelism; XLA all-reduces the gradients) when its size divides evenly,
     else the run uses one device.
 
-    resume: a `jaxseq.checkpoint.Checkpoint` of this config to continue from.
-    on_checkpoint: called as `on_checkpoint(losses_so_far, state_leaves)` every
-      `config.checkpoint_every` steps and at the end (chunks are sized to end there).
+    resume: a `jaxseq.app.checkpoint.Checkpoint` of this run to continue from, up to config.steps
+      (which may be more than the run's recorded steps: the same trajectory, extended).
+    on_checkpoint: called as `on_checkpoint(losses_so_far, state_leaves)` at the end, every
+      `config.checkpoint_every` steps (chunks are sized to end there), and where `stop` ends the run.
+    stop: called on the host after each chunk; True ends the run there, after `config.steps` or
+      fewer steps (in a multi-host run the run stops where any process says so; every process must
+      pass one).
     Raises DivergenceError (with the finite history) on a NaN/inf loss.
 
     >>> result = train(TrainConfig(steps=1000))
@@ -214,12 +216,12 @@ def train(
     state = TrainState(params, tx.init(params))
     losses, first = [], 0
     if resume is not None:
-        from jaxseq.checkpoint import check_leaves
-
         leaves, treedef = jax.tree.flatten(state)
         check_leaves(resume.leaves, leaves, "checkpoint")
         state = jax.tree.unflatten(treedef, list(resume.leaves))
         losses, first = [np.asarray(resume.losses)], resume.step
+        if first == config.steps and on_checkpoint is not None:  # nothing to run: the checkpoint as it was
+            on_checkpoint(np.asarray(resume.losses), list(resume.leaves))
 
     state, data, key, used, batch_sharding = place(config, state, data)
     # Chunks end at every checkpoint; the last one may run past config.steps (`run_chunk` skips those steps).
@@ -233,9 +235,10 @@ def train(
         _check_finite(chunk_losses, done, losses)
         losses.append(chunk_losses)
         steps_done = done + len(chunk_losses)
-        if on_checkpoint is not None and config.checkpoint_due(steps_done):
+        stopping = stop is not None and steps_done < config.steps and devices.any_process(stop())
+        if on_checkpoint is not None and (stopping or config.checkpoint_due(steps_done)):
             on_checkpoint(np.concatenate(losses), devices.fetch(jax.tree.leaves(state)))
-        return chunk_losses[-1]
+        return chunk_losses[-1], stopping
 
     state, compile_seconds, run_seconds = run_loop(
         train_chunk, state, data, key, config=config, first=first, static=static, progress=progress, on_chunk=on_chunk
@@ -289,7 +292,8 @@ def run_loop(jitted, state, data, key, *, config: TrainConfig, first: int, stati
     chunk by chunk over steps first .. config.steps - 1, with a progress bar (process 0 only).
 
     `on_chunk(done, chunk_losses, state)` runs on the host after each chunk (fetch, NaN check,
-    checkpoints) and returns the loss to show. Returns (state, compile_seconds, run_seconds).
+    checkpoints) and returns (the loss to show, whether to stop here). Returns (state,
+    compile_seconds, run_seconds).
     """
     from tqdm.auto import tqdm
 
@@ -300,9 +304,11 @@ def run_loop(jitted, state, data, key, *, config: TrainConfig, first: int, stati
     with tqdm(total=config.steps, initial=first, disable=not show, unit="step", leave=False) as bar:
         for done in range(first, config.steps, chunk):
             state, chunk_losses = compiled(state, data, key, done, config.steps)
-            shown = on_chunk(done, chunk_losses, state)
+            shown, stopping = on_chunk(done, chunk_losses, state)
             bar.set_postfix(loss=f"{shown:.3e}", refresh=False)  # shown by the update
             bar.update(min(chunk, config.steps - done))
+            if stopping:
+                break
     return state, compile_seconds, time.perf_counter() - start
 
 

@@ -1,46 +1,26 @@
 """One frozen configuration for a training run, shared by jaxseq and torchseq.
 
 No framework is imported here: the PyTorch reference reads the same config. The command-line
-options that fill it are in `jaxseq.options`.
+options that fill it are in `jaxseq.app.options`; the model a run trains is
+`jaxseq.nn.model.Architecture.of_run(config, input_size, output_size)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from jaxseq.errors import OptionError
-from jaxseq.nn.model import Architecture  # noqa: F401 (the run's model, re-exported for the trainers)
+from jaxseq.optim.options import OPTIMIZER_OPTIONS
 
-# Each optimizer (torch.optim's SGD, Adam, AdamW, RMSprop, Adagrad), its options and torch's default for each.
-OPTIMIZER_OPTIONS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": False},
-    "adam": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "maximize": False},
-    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False, "maximize": False},
-    "rmsprop": {
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "momentum": 0.0,
-        "centered": False,
-        "maximize": False,
-    },
-    "adagrad": {
-        "lr_decay": 0.0,
-        "weight_decay": 0.0,
-        "initial_accumulator_value": 0.0,
-        "eps": 1e-10,
-        "maximize": False,
-    },
-}
+# Each optimizer, its options and torch's default for each: jaxseq.optim.options (framework-free).
 OPTIMIZERS = tuple(OPTIMIZER_OPTIONS)
 DTYPES = ("float32", "float64")
 LOSSES = ("sum", "mean")
 INITS = ("torch", "flax")
 PLATFORMS = ("cpu", "gpu", "tpu")
 CELLS = ("lstm", "gru", "rnn")  # torch.nn.LSTM, GRU, RNN (tanh)
-TASKS = ("shifted", "windows", "sine", "running-sum")  # see jaxseq.task
+TASKS = ("shifted", "windows", "sine", "running-sum")  # see jaxseq.app.task
 
 
 @dataclass(frozen=True)
@@ -69,13 +49,13 @@ class TrainConfig:
     spacing: float = 0.05  # task: inputs x_t = t * spacing ("shifted", "windows")
     shift: float = 0.1  # task: targets y_t = x_t + shift ("shifted", "windows")
     data_seed: int = 0  # task: seed of the generated sequences and of the minibatch draws
-    data: str | None = None  # the user's data file (CSV, .npy, .npz; see jaxseq.data) instead of the task
+    data: str | None = None  # the user's data file (CSV, .npy, .npz; see jaxseq.app.data) instead of the task
     batch_size: int | None = None  # sequences per step, drawn anew each step; None: all of them
     init_from: str | None = None  # start from this weights file (.safetensors or .pt, PyTorch's names)
     zero_grad: bool = True  # False reproduces the seed question's bug: gradients summed over all steps
     init: str = "torch"  # jaxseq only: "torch" (uniform in ±1/sqrt(H)) or "flax" initialisers
     init_from_torch: int | None = None  # jaxseq only: start from torchseq's weights for this seed
-    checkpoint_every: int | None = None  # write a checkpoint every N steps (resumable with --resume)
+    checkpoint_every: int | None = None  # also write a checkpoint every N steps (one is written at the end)
     chunk: int = 100  # jaxseq only: steps per compiled chunk; the host wakes once per chunk
     platform: str | None = None  # jaxseq only: "cpu", "gpu" or "tpu"; None lets JAX choose
 
@@ -168,6 +148,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def checkpoint_due(self, steps_done: int) -> bool:
-        """Whether a run writes a checkpoint after `steps_done` steps: every `checkpoint_every`, and at the end."""
+        """Whether a run writes a checkpoint after `steps_done` steps: at the end, and every `checkpoint_every`."""
         every = self.checkpoint_every
-        return bool(every) and (steps_done % every == 0 or steps_done == self.steps)
+        return steps_done == self.steps or (bool(every) and steps_done % every == 0)

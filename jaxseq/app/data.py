@@ -1,11 +1,13 @@
-"""The user's own sequences, from CSV, .npy or .npz, checked where they enter.
+"""A run's data as `Sequences`, and the user's own sequences, from CSV, .npy or .npz, checked
+where they enter. (The built-in tasks: `jaxseq.app.task`.)
 
 Formats:
 
-- CSV with a header holding `input` and `target` columns: one row per time step. An optional
-  `sequence` column names the sequence of each row (rows of a sequence in time order); without
-  it the file is one sequence. Sequences may differ in length: shorter ones are padded with
-  zeros to the longest, and their lengths kept. Example: `examples/shifted.csv`.
+- CSV with a header holding `input` and `target` columns: one row per time step, one feature
+  each (a file of several features is a .npz). An optional `sequence` column names the sequence
+  of each row (rows of a sequence in time order); without it the file is one sequence. Other
+  columns are ignored. Sequences may differ in length: shorter ones are padded with zeros to the
+  longest, and their lengths kept. Example: `examples/shifted.csv`.
 - .npz with arrays `input` and `target`, each of shape (N, T) or (N, T, F), and optionally
   `lengths`, N integers in [1, T]: sequence n is its first lengths[n] steps.
 - .npy holding one array of shape (2, N, T) or (2, N, T, F): [inputs, targets], all of length T.
@@ -18,13 +20,33 @@ from __future__ import annotations
 import csv
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from jaxseq.errors import DataError
-from jaxseq.task import Sequences, check_lengths
 
-__all__ = ["DataError", "load_data"]
+__all__ = ["DataError", "Sequences", "check_lengths", "load_data"]
+
+
+class Sequences(NamedTuple):
+    """A dataset: inputs, targets and, for sequences of several lengths, each one's length."""
+
+    x: np.ndarray  # (N, T, I)
+    y: np.ndarray  # (N, T, O)
+    lengths: np.ndarray | None = None  # (N,) int32, valid steps of each sequence; None: all T
+
+
+def check_lengths(lengths, shape: tuple[int, ...]) -> np.ndarray:
+    """`lengths` as (N,) int32 for sequences of shape (N, T, ...); DataError unless each is in [1, T]."""
+    N, T = shape[:2]
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
+        raise DataError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
+    bad = np.flatnonzero((lengths < 1) | (lengths > T))
+    if bad.size:
+        raise DataError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
+    return lengths.astype(np.int32)
 
 
 def load_data(path, dtype="float64") -> Sequences:
@@ -95,6 +117,12 @@ def _load_csv(path: Path):
         columns = [c.strip() for c in reader.fieldnames or []]
         if not columns:
             raise DataError("empty file (expected a header with 'input' and 'target')")
+        several = [c for c in columns if c.startswith(("input", "target")) and c not in ("input", "target")]
+        if several:
+            raise DataError(
+                f"column {several[0]!r}: a CSV holds one input and one target feature (columns 'input' and "
+                "'target'); for several features use a .npz file with arrays input and target of shape (N, T, F)"
+            )
         for required in ("input", "target"):
             if required not in columns:
                 raise DataError(f"missing column {required!r} (found: {', '.join(columns)})")

@@ -17,11 +17,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxseq import devices
-from jaxseq.config import TrainConfig
+from jaxseq.app import devices
+from jaxseq.app.config import TrainConfig
+from jaxseq.app.task import data_key
+from jaxseq.app.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args
 from jaxseq.optim import with_learning_rate
-from jaxseq.task import data_key
-from jaxseq.training import STATIC, TrainState, init_model, prepare, run_chunk, run_loop, static_args
 
 
 @dataclass
@@ -89,7 +89,8 @@ def sweep(
 
     def on_chunk(done, chunk_losses_GxgxC, state):
         losses.append(devices.fetch(chunk_losses_GxgxC).reshape(M, -1)[:, : config.steps - done])
-        return np.nanmedian(losses[-1][:, -1]) if np.isfinite(losses[-1][:, -1]).any() else np.nan
+        shown = np.nanmedian(losses[-1][:, -1]) if np.isfinite(losses[-1][:, -1]).any() else np.nan
+        return shown, False
 
     key = devices.put(data_key(config.data_seed), replicated)
     static = static_args(config, graphdef, tx, min(config.chunk, config.steps))
@@ -154,7 +155,7 @@ def plot(path, result: SweepResult) -> None:
     """Left: log10 median loss by learning rate and step. Right: loss curves, median and seed range.
     A diverged model counts up to its last finite step (and below PLOT_CEILING); a cell where
     every model diverged is blank."""
-    from jaxseq.outputs import pyplot, save_figure
+    from jaxseq.files import pyplot, save_figure
 
     # past 1e30 a diverging loss is on its way to overflow; a log axis cannot draw it either
     finite_SxLxN = np.where(np.isfinite(result.losses) & (np.abs(result.losses) < PLOT_CEILING), result.losses, np.nan)

@@ -1,6 +1,6 @@
 """The training data: the original question's shifted sequence, built-in generators of many
-sequences, or the user's file (`jaxseq.data`), as NumPy arrays shaped like a `batch_first`
-PyTorch batch: (sequences N, time T, features).
+sequences, or the user's file (`jaxseq.app.data`), as `Sequences` of NumPy arrays shaped like a
+`batch_first` PyTorch batch: (sequences N, time T, features).
 
 The seed's task: x_t = t * spacing for t = 0..T-1 and y_t = x_t + shift; with the defaults,
 x = (0, 0.05, ..., 1.0) and y = (0.1, 0.15, ..., 1.1), one sequence.
@@ -18,20 +18,12 @@ The generated tasks (`--task`, `--sequences N`, drawn from `--data-seed`):
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import numpy as np
 
-from jaxseq.config import TASKS
-from jaxseq.errors import DataError, OptionError
-
-
-class Sequences(NamedTuple):
-    """A dataset: inputs, targets and, for sequences of several lengths, each one's length."""
-
-    x: np.ndarray  # (N, T, I)
-    y: np.ndarray  # (N, T, O)
-    lengths: np.ndarray | None = None  # (N,) int32, valid steps of each sequence; None: all T
+from jaxseq.app.config import TASKS
+from jaxseq.app.data import Sequences, load_data
+from jaxseq.errors import OptionError
 
 
 def shifted_sequence(length: int = 21, spacing: float = 0.05, shift: float = 0.1, dtype="float64"):
@@ -91,8 +83,6 @@ def load_sequences(config) -> Sequences:
     Raises ValueError if --batch-size asks for more sequences than there are.
     """
     if config.data is not None:
-        from jaxseq.data import load_data
-
         data = load_data(config.data, config.dtype)
     else:
         data = generate(config.task, config.sequences, config.length, config.spacing, config.shift, config.data_seed)
@@ -104,18 +94,6 @@ def load_sequences(config) -> Sequences:
 def check_batch_size(batch_size: int | None, sequences: int) -> None:
     if batch_size is not None and batch_size > sequences:
         raise OptionError(f"--batch-size {batch_size} is more than the {sequences} sequence(s) of the data")
-
-
-def check_lengths(lengths, shape: tuple[int, ...]) -> np.ndarray:
-    """`lengths` as (N,) int32 for sequences of shape (N, T, ...); ValueError unless each is in [1, T]."""
-    N, T = shape[:2]
-    lengths = np.asarray(lengths)
-    if lengths.dtype.kind not in "iu" or lengths.shape != (N,):
-        raise DataError(f"lengths must be {N} integers, one per sequence; got {lengths.dtype} {lengths.shape}")
-    bad = np.flatnonzero((lengths < 1) | (lengths > T))
-    if bad.size:
-        raise DataError(f"lengths[{bad[0]}] is {lengths[bad[0]]}; each must lie in [1, {T}]")
-    return lengths.astype(np.int32)
 
 
 # Minibatches. The draw of step k depends on (data_seed, k) only, so a resumed run draws what the
