@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import signal
 import statistics
 import sys
@@ -49,7 +50,8 @@ def load(module: str, function: str, dtype: str) -> dict:
     model = setup["model"].to(cast)
     batches = setup["batches"]
     first = batches if isinstance(batches, tuple) else list(batches)[0]
-    first = tuple(t.to(cast) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in first)
+    first = torch.utils._pytree.tree_map(
+        lambda t: t.to(cast) if isinstance(t, torch.Tensor) and t.is_floating_point() else t, tuple(first))
     optimizer = type(setup["optimizer"])(model.parameters(), **_defaults(setup["optimizer"]))
     return dict(model=model, batch=first, optimizer=optimizer, loss=setup.get("loss"), hidden=setup.get("hidden"))
 
@@ -101,7 +103,7 @@ def torch_peer(setup, threads: int, compiled: bool, compile_limit: float):
 
 def jax_peer(setup):
     """(first step seconds, a function running n steps) for the converted model's jitted step."""
-    from jaxseq.parity import check as parity
+    parity = importlib.import_module("jaxseq.parity.check")
 
     model = copy.deepcopy(setup["model"])
     optimizer = type(setup["optimizer"])(model.parameters(), **_defaults(setup["optimizer"]))
@@ -140,7 +142,7 @@ def measure(name, setup, args) -> dict:
             notes.append(f"{label}: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
     times = {label: [] for label in peers}
     order = list(peers)
-    for r in range(args.rounds):
+    for r in range(args.rounds if order else 0):
         for label in order[r % len(order):] + order[: r % len(order)]:
             start = time.perf_counter()
             peers[label](args.steps)

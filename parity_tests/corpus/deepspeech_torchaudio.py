@@ -13,39 +13,37 @@ FEATURES, HIDDEN, CLASSES, T, BATCH, MAX_TARGET, STEPS = 6, 16, 6, 8, 3, 3, 5
 
 # Modelled on pytorch/audio src/torchaudio/models/deepspeech.py (FullyConnected): same layers and forward idioms, written here (the upstream code is not copied).
 class ClippedReLULinear(nn.Module):
-    def __init__(self, n_in, n_out, dropout=0.0, clip=20):
+    """Linear, then ReLU clipped to [0, ceiling] with hardtanh; optional dropout."""
+
+    def __init__(self, width_in, width_out, p_drop=0.0, ceiling=20.0):
         super().__init__()
-        self.fc = nn.Linear(n_in, n_out, bias=True)
-        self.clip = clip
-        self.dropout = dropout
+        self.linear = nn.Linear(width_in, width_out)
+        self.ceiling, self.p_drop = ceiling, p_drop
 
     def forward(self, x):
-        x = F.hardtanh(F.relu(self.fc(x)), 0, self.clip)
-        if self.dropout:
-            x = F.dropout(x, self.dropout, self.training)
-        return x
+        y = F.hardtanh(F.relu(self.linear(x)), 0.0, self.ceiling)
+        return F.dropout(y, self.p_drop, self.training) if self.p_drop else y
 
 
 # Modelled on pytorch/audio src/torchaudio/models/deepspeech.py (DeepSpeech): same layers and forward idioms, written here (the upstream code is not copied).
 class DeepSpeechLike(nn.Module):
-    def __init__(self, n_feature, n_hidden, n_class, dropout=0.0):
+    def __init__(self, features, width, classes, p_drop=0.0):
         super().__init__()
-        self.n_hidden = n_hidden
-        self.fc1 = ClippedReLULinear(n_feature, n_hidden, dropout)
-        self.fc2 = ClippedReLULinear(n_hidden, n_hidden, dropout)
-        self.fc3 = ClippedReLULinear(n_hidden, n_hidden, dropout)
-        self.bi_rnn = nn.RNN(n_hidden, n_hidden, num_layers=1, nonlinearity="relu", bidirectional=True)
-        self.fc4 = ClippedReLULinear(n_hidden, n_hidden, dropout)
-        self.out = nn.Linear(n_hidden, n_class)
+        self.width = width
+        self.frame_mlp = nn.Sequential(ClippedReLULinear(features, width, p_drop),
+                                       ClippedReLULinear(width, width, p_drop),
+                                       ClippedReLULinear(width, width, p_drop))
+        self.rnn = nn.RNN(width, width, nonlinearity="relu", bidirectional=True)  # time first
+        self.post = ClippedReLULinear(width, width, p_drop)
+        self.classifier = nn.Linear(width, classes)
 
-    def forward(self, x):
-        # x: (batch, channel=1, time, feature)
-        x = self.fc3(self.fc2(self.fc1(x)))
-        x = x.squeeze(1).transpose(0, 1)                   # (time, batch, hidden)
-        x, _ = self.bi_rnn(x)
-        x = x[:, :, : self.n_hidden] + x[:, :, self.n_hidden:]
-        x = self.out(self.fc4(x)).permute(1, 0, 2)         # (batch, time, class)
-        return F.log_softmax(x, dim=2)
+    def forward(self, spec):
+        # spec: (batch, 1, time, features)
+        h = self.frame_mlp(spec).squeeze(1).transpose(0, 1)     # (time, batch, width)
+        both, _ = self.rnn(h)
+        h = both[..., : self.width] + both[..., self.width:]    # forward + backward direction
+        scores = self.classifier(self.post(h)).permute(1, 0, 2)  # (batch, time, classes)
+        return F.log_softmax(scores, dim=2)
 
 
 class WithCTC(nn.Module):

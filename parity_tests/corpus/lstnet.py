@@ -3,67 +3,54 @@ a skip GRU over every `skip`-th step (periodic pattern); a linear on both; plus 
 "highway" linear on the last hw rows of each series; sigmoid output (written for this corpus after
 the architecture of laiguokun/LSTNet's models/LSTNet.py; no upstream code is copied)."""
 
-import argparse
-
 import torch
 import torch.nn as nn
 
 SERIES, WINDOW, BATCH, STEPS = 3, 8, 4, 5
+CONV_CH, CONV_K, GRU_H, SKIP_H, PERIOD, AR_ROWS = 8, 3, 16, 4, 2, 4
 
 
 # Modelled on laiguokun/LSTNet models/LSTNet.py (Model): same layers and forward idioms, written here (the upstream code is not copied).
 class LSTNetLike(nn.Module):
-    def __init__(self, args, data):
+    """Four paths summed into one sigmoid prediction of the next row of every series."""
+
+    def __init__(self, series, window, conv_ch, conv_k, gru_h, skip_h, period, ar_rows):
         super().__init__()
-        self.P, self.m = args.window, data.m
-        self.hidR, self.hidC, self.hidS = args.hidRNN, args.hidCNN, args.hidSkip
-        self.Ck, self.skip, self.hw = args.CNN_kernel, args.skip, args.highway_window
-        self.pt = (self.P - self.Ck) // self.skip  # periods seen by the skip GRU
-        self.conv1 = nn.Conv2d(1, self.hidC, kernel_size=(self.Ck, self.m))
-        self.GRU1 = nn.GRU(self.hidC, self.hidR)
-        self.dropout = nn.Dropout(p=args.dropout)
-        if self.skip > 0:
-            self.GRUskip = nn.GRU(self.hidC, self.hidS)
-            self.linear1 = nn.Linear(self.hidR + self.skip * self.hidS, self.m)
-        else:
-            self.linear1 = nn.Linear(self.hidR, self.m)
-        if self.hw > 0:
-            self.highway = nn.Linear(self.hw, 1)
-        self.output = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}.get(args.output_fun)
+        self.series, self.window, self.period, self.ar_rows = series, window, period, ar_rows
+        self.conv_ch, self.skip_h = conv_ch, skip_h
+        steps = window - conv_k + 1                 # time steps left after the convolution
+        self.n_periods = (steps - 1) // period      # whole periods the skip GRU walks through
+        self.features = nn.Conv2d(1, conv_ch, kernel_size=(conv_k, series))
+        self.gru = nn.GRU(conv_ch, gru_h)           # sequence first
+        self.skip_gru = nn.GRU(conv_ch, skip_h)
+        self.head = nn.Linear(gru_h + period * skip_h, series)
+        self.ar = nn.Linear(ar_rows, 1)             # shared across series
+        self.drop = nn.Dropout(0.0)
+
+    def _skip_path(self, feats):
+        """feats (B, C, L): the last n_periods * period steps read as `period` interleaved
+        sequences of n_periods steps each, one GRU over all of them at once."""
+        b = feats.size(0)
+        span = self.n_periods * self.period
+        tail = feats[:, :, -span:].contiguous().view(b, self.conv_ch, self.n_periods, self.period)
+        seq = tail.permute(2, 0, 3, 1).contiguous().view(self.n_periods, b * self.period, self.conv_ch)
+        _, last = self.skip_gru(seq)
+        return last.view(b, self.period * self.skip_h)
 
     def forward(self, x):
-        b = x.size(0)
-        # convolution over the window, one channel, kernel covering every series
-        c = self.dropout(torch.relu(self.conv1(x.view(-1, 1, self.P, self.m))))
-        c = torch.squeeze(c, 3)                              # (b, hidC, P - Ck + 1)
-        # recurrent part: last hidden state of a GRU over time
-        _, r = self.GRU1(c.permute(2, 0, 1).contiguous())
-        r = self.dropout(torch.squeeze(r, 0))
-        # recurrent-skip part: the last pt * skip steps as skip interleaved sequences of length pt
-        if self.skip > 0:
-            s = c[:, :, int(-self.pt * self.skip):].contiguous()
-            s = s.view(b, self.hidC, self.pt, self.skip).permute(2, 0, 3, 1).contiguous()
-            _, s = self.GRUskip(s.view(self.pt, b * self.skip, self.hidC))
-            s = self.dropout(s.view(b, self.skip * self.hidS))
-            r = torch.cat((r, s), 1)
-        res = self.linear1(r)
-        # autoregressive highway on the last hw rows, series by series
-        if self.hw > 0:
-            z = x[:, -self.hw:, :].permute(0, 2, 1).contiguous().view(-1, self.hw)
-            res = res + self.highway(z).view(-1, self.m)
-        if self.output is not None:
-            res = self.output(res)
-        return res
-
-
-def _args():
-    return argparse.Namespace(window=WINDOW, hidRNN=16, hidCNN=8, hidSkip=4, CNN_kernel=3, skip=2,
-                              highway_window=4, dropout=0.0, output_fun="sigmoid")
+        # x: (B, window, series)
+        feats = torch.relu(self.features(x.view(-1, 1, self.window, self.series)))
+        feats = self.drop(feats).squeeze(3)                       # (B, C, L)
+        _, h = self.gru(feats.permute(2, 0, 1).contiguous())      # h: (1, B, gru_h)
+        both = torch.cat([self.drop(h.squeeze(0)), self.drop(self._skip_path(feats))], dim=1)
+        recent = x[:, -self.ar_rows:, :].permute(0, 2, 1).contiguous().view(-1, self.ar_rows)
+        linear_part = self.ar(recent).view(-1, self.series)
+        return torch.sigmoid(self.head(both) + linear_part)
 
 
 def _model():
     torch.manual_seed(0)
-    return LSTNetLike(_args(), argparse.Namespace(m=SERIES)).double().train()
+    return LSTNetLike(SERIES, WINDOW, CONV_CH, CONV_K, GRU_H, SKIP_H, PERIOD, AR_ROWS).double().train()
 
 
 def _batches(steps=STEPS):

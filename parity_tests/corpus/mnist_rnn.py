@@ -12,21 +12,21 @@ SIDE, HIDDEN, BATCH, STEPS = 8, 16, 4, 5
 
 # Modelled on pytorch/examples mnist_rnn/main.py (Net): same layers and forward idioms, written here (the upstream code is not copied).
 class RowLSTMClassifier(nn.Module):
-    def __init__(self, p1=0.0, p2=0.0):
+    """Rows of the image are the time steps; the last step's output is classified."""
+
+    def __init__(self, p_first=0.0, p_second=0.0, mid=12, classes=10):
         super().__init__()
-        self.rnn = nn.LSTM(input_size=SIDE, hidden_size=HIDDEN, batch_first=True)
-        self.batchnorm = nn.BatchNorm1d(HIDDEN)
-        self.dropout1 = nn.Dropout(p1)
-        self.dropout2 = nn.Dropout(p2)
-        self.fc1 = nn.Linear(HIDDEN, 12)
-        self.fc2 = nn.Linear(12, 10)
+        self.row_lstm = nn.LSTM(input_size=SIDE, hidden_size=HIDDEN, batch_first=True)
+        self.last_norm = nn.BatchNorm1d(HIDDEN)       # batch statistics in train mode
+        self.proj = nn.Linear(HIDDEN, mid)
+        self.classify = nn.Linear(mid, classes)
+        self.drop_first, self.drop_second = nn.Dropout(p_first), nn.Dropout(p_second)
 
     def forward(self, images):
-        rows = images.reshape(-1, SIDE, SIDE)       # (B, 1, H, W) -> (B, rows, columns)
-        out, _ = self.rnn(rows)
-        x = self.dropout1(self.batchnorm(out[:, -1, :]))
-        x = self.dropout2(F.relu(self.fc1(x)))
-        return F.log_softmax(self.fc2(x), dim=1)
+        seq, _ = self.row_lstm(images.reshape(-1, SIDE, SIDE))   # (B, 1, H, W) -> (B, rows, cols)
+        z = self.drop_first(self.last_norm(seq[:, -1, :]))
+        z = self.drop_second(F.relu(self.proj(z)))
+        return F.log_softmax(self.classify(z), dim=1)
 
 
 def _model():
