@@ -11,8 +11,6 @@ from jaxseq import parity
 from parity_tests.corpus import PLAIN, UPSTREAM
 
 KNOWN_FAILURES = {
-    "deepspeech_torchaudio.make": "ConversionError: WithCTC: 1 op not in jaxseq's op table: jaxseq.ctc_loss.default "
-    "(at deepspeech_torchaudio.py: return F.ctc_loss(logp, targets, input_lengths, target_lengths, blank=0))",
     "algoperf_deepspeech.make": "ConversionError: CTCObjective: torch.export cannot capture forward at "
     "algoperf_deepspeech.py: lengths = torch.sum(1 - paddings, dim=1).detach().cpu().numpy(): RuntimeError: "
     ".numpy() is not supported for tensor subclasses.",

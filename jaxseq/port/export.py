@@ -207,7 +207,7 @@ def _check_ops(graph, name: str) -> None:
         listed = "; ".join(f"{op} (at {', '.join(sorted(set(lines))[:3])})" for op, lines in missing.items())
         raise ConversionError(
             f"{name}: {len(missing)} op{'s' if len(missing) > 1 else ''} not in jaxseq's op table: {listed}. "
-            "See docs/porting.md for what is supported and what to write instead"
+            "See docs/porting-ops.md for what is supported and docs/porting.md for what to write instead"
         )
 
 

@@ -9,7 +9,7 @@ import importlib
 
 from jaxseq.port.registry import OPS, Op
 
-OP_MODULES = ("jaxseq.port.aten", "jaxseq.port.recurrent")  # each registers its ops on import
+OP_MODULES = ("jaxseq.port.aten", "jaxseq.port.recurrent", "jaxseq.port.losses")  # each registers its ops on import
 
 
 def table() -> dict[str, Op]:
