@@ -56,3 +56,9 @@ class ConversionError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be resumed: missing, unreadable, or of another run."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its class and the first non-blank line of its message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -29,8 +29,10 @@ class Architecture(NamedTuple):
     bidirectional: bool = False
 
     @classmethod
-    def of_run(cls, config: TrainConfig, input_size: int, output_size: int) -> Architecture:
-        """The architecture a TrainConfig's run trains, for data of these feature sizes."""
+    def of_run(cls, config, input_size: int, output_size: int) -> Architecture:
+        """The architecture a run trains, for data of these feature sizes. `config`: the
+        application's TrainConfig (read for cell, hidden, layers, bidirectional; not imported here,
+        as the layers sit below the application)."""
         return cls(config.cell, input_size, config.hidden, output_size, config.layers, config.bidirectional)
 
     @property

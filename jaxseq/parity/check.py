@@ -42,7 +42,10 @@ import optax
 from flax import nnx
 
 from jaxseq.errors import ConversionError, OptionError, UserError
-from jaxseq.parity.report import TOLERANCES, ParityReport, one_line as _one_line
+from jaxseq.errors import one_line as _one_line
+from jaxseq.parity.report import TOLERANCES, ParityReport
+from jaxseq.port.module import variable_at
+from jaxseq.port.program import as_jax
 
 # check's `loss` names -> the torch.nn.functional function (its defaults), converted like the model.
 LOSSES = {
@@ -286,7 +289,7 @@ def check(
     # the torch names of what is compared after every step: parameters, then floating buffers
     buffers = [k for k, t in model.state_dict().items() if t.is_floating_point() and k not in named]
     names = (*named, *buffers)
-    trained = {name for name in named if isinstance(_walk(jax_model, name), nnx.Param)}
+    trained = {name for name in named if isinstance(variable_at(jax_model, name), nnx.Param)}
     run = _train_both(
         model, jax_model, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden,
         progress,
@@ -321,7 +324,7 @@ def _example_prediction(jax_model, inputs, carried: bool):
     import torch
 
     graphdef, state = nnx.split(jax_model)
-    arrays = jax.tree.map(_jnp_of, inputs)
+    arrays = jax.tree.map(as_jax, inputs)
 
     def forward(state, arrays):
         out = nnx.merge(graphdef, state, copy=True)(*arrays)
@@ -329,10 +332,6 @@ def _example_prediction(jax_model, inputs, carried: bool):
 
     shape = jax.eval_shape(forward, state, arrays)
     return torch.zeros(shape.shape, dtype=getattr(torch, np.dtype(shape.dtype).name))
-
-
-def _jnp_of(x):
-    return jnp.asarray(x.detach().cpu().numpy()) if hasattr(x, "detach") else x
 
 
 def _check_arguments(model, optimizer, jax_model) -> dict:
@@ -386,7 +385,7 @@ def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, 
     graphdef, params, rest = nnx.split(jax_model, nnx.Param, ...)
     opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model, epochs=steps + 1)
     step_fn = jax.jit(functools.partial(train_step, graphdef, tx, loss), static_argnums=0)
-    carried = None if hidden is None else jax.tree.map(_jnp_of, hidden)
+    carried = None if hidden is None else jax.tree.map(as_jax, hidden)
     return step_fn, (params, rest, opt_state, carried)
 
 
@@ -707,17 +706,10 @@ def _traced_dropout(model, jax_model) -> str | None:
 # Hand-written ports: torch's weights by name
 
 
-def _walk(root, key: str):
-    obj = root
-    for part in key.split("."):
-        obj = obj[int(part)] if part.isdigit() and not hasattr(obj, part) else getattr(obj, part)
-    return obj
-
-
 def _paths(jax_model, names) -> dict[str, tuple]:
     """{torch name: the path of its variable in the split states} (one path for a shared variable)."""
     canonical = {id(v): path for path, v in nnx.iter_graph(jax_model) if isinstance(v, nnx.Variable)}
-    return {name: canonical[id(_walk(jax_model, name))] for name in names}
+    return {name: canonical[id(variable_at(jax_model, name))] for name in names}
 
 
 def load_torch_weights(jax_model: nnx.Module, model) -> None:
@@ -728,7 +720,7 @@ def load_torch_weights(jax_model: nnx.Module, model) -> None:
     seen = set()
     for key, t in model.state_dict().items():
         try:
-            variable = _walk(jax_model, key)
+            variable = variable_at(jax_model, key)
         except (AttributeError, IndexError, KeyError, TypeError):
             variable = None
         if not isinstance(variable, nnx.Variable):

@@ -9,8 +9,8 @@ import traceback
 from pathlib import Path
 
 from jaxseq.errors import ConversionError, UserError, torch_required
+from jaxseq.errors import one_line as _one_line
 from jaxseq.parity.report import ParityReport
-from jaxseq.parity.report import one_line as _one_line
 
 SETUP_KEYS = ("model", "optimizer", "batches")  # what a model file's function must return
 OPTIONAL_KEYS = ("loss", "scheduler", "clip_grad_norm", "steps", "jax_model", "hidden")

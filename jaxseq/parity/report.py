@@ -277,8 +277,3 @@ def _jsonable(x):
         return int(x)
     return x
 
-
-def one_line(e: BaseException) -> str:
-    """An exception as one line: its class and the first line of its message."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

@@ -29,7 +29,7 @@ import traceback
 
 import numpy as np
 
-from jaxseq.errors import ConversionError
+from jaxseq.errors import ConversionError, one_line
 from jaxseq.port.program import Const, DType, Node, Program, Ref
 from jaxseq.port.table import table
 
@@ -108,7 +108,7 @@ def export_program(module, args: tuple, kwargs: dict) -> Program:
     kind, error = errors[-1]
     if kind == "decompose":
         raise ConversionError(
-            f"{type(module).__name__}: torch could not decompose the exported graph: {_one_line(error)}"
+            f"{type(module).__name__}: torch could not decompose the exported graph: {one_line(error)[:300]}"
         ) from error
     raise ConversionError(_capture_message(module, error)) from error
 
@@ -147,11 +147,6 @@ def _capture_message(module, error: Exception) -> str:
     message += f" at {where}" if where else ""
     message += f": {type(error).__name__}: {first[:240]}"
     return message + (f"; {match[1]}" if match else "")
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _user_frame(frames) -> str:

@@ -97,9 +97,10 @@ class ExportedModule(Module):
 
 
 def variable_at(root, key: str):
+    """The variable at a torch state_dict key: attributes by name, list items by index."""
     obj = root
     for part in key.split("."):
-        obj = getattr(obj, part)
+        obj = obj[int(part)] if part.isdigit() and not hasattr(obj, part) else getattr(obj, part)
     return obj
 
 

@@ -113,7 +113,7 @@ def run(program: Program, state: dict, args, kwargs, key_fn=None):
     env.update((name, const.array()) for name, const in program.constants)
     for name, leaf in zip(program.inputs, leaves, strict=True):
         if name is not None:
-            env[name] = _as_jax(leaf)
+            env[name] = as_jax(leaf)
 
     def load(arg):
         if isinstance(arg, Ref):
@@ -164,7 +164,7 @@ def cast(value, dtypes):
     return value
 
 
-def _as_jax(value):
+def as_jax(value):
     """NumPy arrays (and torch tensors, for convenience) as JAX arrays; anything else as it is."""
     if isinstance(value, np.ndarray):
         return jnp.asarray(value)
