@@ -78,8 +78,10 @@ run_peers() { # 4 cells; each table rewritten after every cell, so a run cut sho
         --compile-limit 60 --name gpu-peers
 }
 
-run_zoo() { # the corpus models, jaxseq on the GPU against torch (eager, compiled) as installed there
-    step 230 "zoo" "$out/gpu-zoo.md" "$python" benchmarks/zoo.py --rounds 3 --steps 10 --compile-limit 30
+run_zoo() { # the corpus models at batch 64 in float32, jaxseq and torch (eager, compiled) both on the GPU;
+    # the table is rewritten after every cell, so a run stopped at its limit keeps what it measured
+    step 230 "zoo" "$out/gpu-zoo.log" "$python" benchmarks/zoo.py --rounds 3 --steps 10 --compile-limit 20 \
+        --batches 64 --dtypes float32 --torch-device cuda --out "$out/gpu-zoo.md"
     step 60 "convert speed" "$out/gpu-convert-speed.txt" "$python" benchmarks/convert_speed.py --rounds 7
 }
 

@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -184,6 +185,55 @@ def test_interrupted_run_keeps_its_work(prog, name, tmp_path):
     assert len(resumed) == steps and np.array_equal(resumed[: len(history)], history)
 
 
+def started(proc, marker: str, seconds=240) -> bool:
+    """Reads `proc`'s stderr (in a thread) until it shows `marker`; False if it ended or time ran out."""
+    seen, found = [], threading.Event()
+
+    def read():
+        for line in iter(lambda: proc.stderr.read(1), ""):
+            seen.append(line)
+            if marker in "".join(seen[-200:]):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return found.wait(seconds) and proc.poll() is None
+
+
+def test_signal_stops_a_sweep_after_its_current_steps(tmp_path):
+    """SIGTERM mid-sweep: the sweep ends its current chunk, writes every model's losses so far with
+    a summary marked interrupted, and exits 143."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "--steps", "1000000", "--hidden", "4", "--seeds", "2", "--chunk", "50", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "jaxseq.app.cli", *args], stderr=subprocess.PIPE, text=True)
+    assert started(proc, "step"), "the sweep showed no progress"  # tqdm's bar: the loop has begun
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode == 143
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 50 <= summary["steps"] < 1000000, summary
+    assert all(np.isfinite(run["final_loss"]) for run in summary["runs"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"], "temporary directories left behind"
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_signal_stops_a_compare_leaving_the_earlier_results(name, tmp_path):
+    """SIGINT or SIGTERM mid-compare: it stops at once (a comparison of part of the steps would answer
+    another question), says so in one line, exits 128 + the signal, and the earlier compare's
+    directory is as it was, with no temporary directory beside it."""
+    out = tmp_path / "compare"
+    assert jaxseq_cli.main(["compare", "--steps", "3", "--hidden", "4", "--no-progress", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["compare", "--steps", "1000000", "--hidden", "4", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "jaxseq.app.cli", *args], stderr=subprocess.PIPE, text=True)
+    assert started(proc, "step"), "the compare showed no progress"
+    signum, status = SIGNALS[name]
+    proc.send_signal(signum)
+    proc.wait(timeout=120)
+    assert proc.returncode == status
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "a stopped compare changed the earlier results"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare"], "temporary directories left behind"
+
+
 def state_dict_of(prog, run) -> dict:
     if prog == "jaxseq":
         return jaxseq.to_torch_state_dict(jaxseq.load_weights(run))
@@ -205,6 +255,18 @@ def test_resume_extends_a_finished_run_bit_for_bit(prog, tmp_path):
         assert np.array_equal(a[key], b[key]), f"{prog}: final {key} differs, extended vs whole run"
     summary = json.loads((tmp_path / "short" / "summary.json").read_text())
     assert summary["steps"] == 60 and summary["config"]["steps"] == 60 and summary["steps_run"] == 30
+
+
+@pytest.mark.parametrize("prog", ["jaxseq", "torchseq"])
+def test_resume_into_another_out_leaves_the_run_as_it_was(prog, tmp_path):
+    """`--resume A --out B --steps N` writes the extended run into B; A keeps its files, byte for byte."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert MAINS[prog](["train", "--steps", "5", "--hidden", "4", "--no-progress", "--out", str(a)]) == 0
+    before = {p.name: p.read_bytes() for p in a.iterdir()}
+    assert MAINS[prog](["train", "--resume", str(a), "--steps", "8", "--out", str(b), "--no-progress"]) == 0
+    assert {p.name: p.read_bytes() for p in a.iterdir()} == before, "--out B changed the resumed run A"
+    extended = read_history(b / "history.csv")
+    assert len(extended) == 8 and np.array_equal(extended[:5], read_history(a / "history.csv"))
 
 
 def test_new_run_replaces_the_whole_directory(tmp_path, capsys):

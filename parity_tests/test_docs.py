@@ -4,12 +4,15 @@
   a comment naming a file (`# my_model.py`) is written to that file instead, for the shell blocks
   after it to use.
 - ```bash blocks: each line that runs `jaxseq` or `torchseq` runs, with `--steps` capped at
-  STEPS and its outputs in the fresh directory (`examples/` is reachable there). The install and
-  test commands are what CI itself runs (.ci/run), so they are not run again here.
+  STEPS and its outputs in the fresh directory (`examples/` is reachable there). The lines run
+  in this process, through the commands' `main` (what the installed console scripts call, tested
+  in test_cli.py), which saves importing JAX and torch again for each of the ~25 lines. The
+  install and test commands are what CI itself runs (.ci/run), so they are not run again here.
 Blocks in other languages (output transcripts) are not run.
 """
 
-import os
+import contextlib
+import io
 import re
 import shlex
 import subprocess
@@ -75,10 +78,14 @@ def _commands(block: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("page,block", list(blocks("bash")))
 def test_shell_block_runs(page, block, workdir):
+    from jaxseq.app.cli import main as jaxseq_main
+    from torchseq.cli import main as torchseq_main
+
+    mains = {"jaxseq": jaxseq_main, "torchseq": torchseq_main}
     for name, text in _files_before(page, block).items():
         (workdir / name).write_text(text)
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     for words in _commands(block):
-        result = subprocess.run(words, cwd=workdir, capture_output=True, text=True, timeout=600, env=env)
-        assert result.returncode == 0, f"{page.name}: `{shlex.join(words)}` exited {result.returncode}:\n{result.stderr[-3000:]}"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = mains[words[0]](words[1:])
+        assert code == 0, f"{page.name}: `{shlex.join(words)}` exited {code}:\n{err.getvalue()[-3000:]}"

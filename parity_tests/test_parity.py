@@ -479,7 +479,11 @@ def test_cli_check_char_lm(tmp_path, capsys):
 def test_cli_wrong_port_exits_1(tmp_path, capsys):
     out = tmp_path / "wrong"
     code = cli.main(["check", str(EXAMPLES / "wrong_port.py"), "--steps", "2", "--out", str(out)])
-    assert_one_line_error(capsys, code, "diverges at step 1, first in `lstm.bias_hh_l0`", status=1)
+    printed = capsys.readouterr()
+    verdict = "diverges at step 1, first in `lstm.bias_hh_l0`"
+    assert (printed.out + printed.err).count(verdict) == 1, "the verdict is printed once"
+    assert printed.out.splitlines()[-2].startswith("DIFFERS: ") and verdict in printed.out.splitlines()[-2]
+    assert code == 1 and printed.err.count("\n") == 1 and "torch and JAX differ" in printed.err, printed.err
     assert json.loads((out / "report.json").read_text())["first_divergence"]["name"] == "lstm.bias_hh_l0"
 
 

@@ -10,7 +10,7 @@ import pytest
 import jaxseq
 from jaxseq.app import cli
 from jaxseq.app.config import TrainConfig
-from jaxseq.app.sweep import sweep
+from jaxseq.app.sweep import summary, sweep
 from parity_tests.helpers import (
     SWEEP_LOSS_RTOL,
     assert_close,
@@ -99,3 +99,14 @@ def test_diverged_models_are_recorded(tmp_path, capsys):
 
     assert cli.main([*common, "--lr", "100", "--out", str(tmp_path / "all")]) == 1
     assert_one_line_error(capsys, 1, "every one of the 1 models diverged", status=1)
+
+
+def test_stopped_sweep_keeps_the_steps_done():
+    """`stop()` true after the first chunk: every model's losses are the first chunk of the whole sweep's."""
+    config = TrainConfig(hidden=4, steps=40, chunk=10)
+    whole = sweep(config, [0, 1], [1e-2])
+    stopped = sweep(config, [0, 1], [1e-2], stop=lambda: True)
+    assert stopped.steps == 10 and whole.steps == 40
+    assert np.array_equal(stopped.losses, whole.losses[..., :10])
+    written = summary(stopped, config)
+    assert written["status"] == "interrupted" and written["steps"] == 10

@@ -195,13 +195,18 @@ def sweep_command(args: argparse.Namespace) -> int:
     out_dir = outputs.RunDir(args.out) if write else None
     use_compilation_cache(args)
     seeds = list(range(config.seed, config.seed + args.seeds))
-    result = sweep.sweep(config, seeds, lrs, inputs.data, progress=args.progress)
+    with runs.StopOnSignal("jaxseq sweep") as stop:
+        result = sweep.sweep(config, seeds, lrs, inputs.data, progress=args.progress, stop=stop)
+    status = 128 + stop.signal if stop() else 0
     if not write:
-        return 0
+        return status
     with out_dir as out:
         sweep.plot(out / "sweep.png", result)
         outputs.write_summary(out, sweep.summary(result, config))
     print(sweep.table(result))
+    if stop():
+        print(f"jaxseq sweep: {runs.signal_name(stop)} after {result.steps} of {config.steps} steps; wrote {out}/")
+        return status
     print(f"wrote {out}/")
     if (result.diverged_at > 0).all():
         raise Diverged(f"every one of the {result.diverged_at.size} models diverged (see {out}/summary.json)")
@@ -247,7 +252,8 @@ def check_command(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {out}/")
     if not report.ok:
-        raise Diverged(f"{args.file}: {report.problem} (see {out}/report.json)")
+        # the verdict is the table's last line; this one says where to look, not the verdict again
+        raise Diverged(f"{args.file}: torch and JAX differ (the DIFFERS line above; {out}/report.json)")
     return 0
 
 

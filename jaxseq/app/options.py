@@ -10,10 +10,13 @@ runs a command and turns a `jaxseq.errors.UserError`, and only that, into one li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import math
+import signal
 import sys
+import threading
 from importlib import metadata
 
 from jaxseq.app.config import CELLS, DTYPES, INITS, LOSSES, OPTIMIZERS, PLATFORMS, TASKS, TrainConfig
@@ -205,12 +208,16 @@ def resumed_config(args: argparse.Namespace, recorded: TrainConfig, steps_done: 
 def add_run_arguments(p: argparse.ArgumentParser, *, framework: str = "jax", command: str = "train") -> None:
     """A run command's options: the config's (`add_arguments`), --out, --no-progress, and for JAX --no-cache."""
     add_arguments(p, framework=framework, command=command)
+    default = f"runs/{framework}seq" if command == "train" else f"runs/{command}"
+    resumed = "; with --resume, the resumed run's directory" if command == "train" else ""
     p.add_argument(
         "--out",
-        default=f"runs/{framework}seq" if command == "train" else f"runs/{command}",
-        help="output directory (%(default)s); new, empty or a run's, which the run replaces whole once "
-        "it has its own results (see docs/cli.md)",
+        default=None if command == "train" else default,  # train: None until `out_directory` says which
+        metavar="DIR",
+        help=f"output directory ({default}{resumed}); new, empty or a run's, which the run replaces whole "
+        "once it has its own results (see docs/cli.md)",
     )
+    p.set_defaults(default_out=default)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     if framework == "jax":
         p.add_argument(
@@ -287,10 +294,35 @@ def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
         return 2
     where = f"{prog} {args.command}"
     try:
-        return commands[args.command][2](args) or 0
-    except KeyboardInterrupt:
-        print(f"{where}: interrupted; nothing more written", file=sys.stderr)
-        return 130
+        with terminate_as_interrupt():
+            return commands[args.command][2](args) or 0
+    except (KeyboardInterrupt, Terminated) as e:
+        name = "SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"{where}: {name}; nothing more written", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except UserError as e:
         print(f"{where}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return e.exit_code
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: `with` blocks
+    unwind (a half-written --out is removed, an earlier run's stays) and the command exits 143.
+    A train or sweep command catches the signal itself and stops after its current chunk instead
+    (`jaxseq.app.runs.StopOnSignal`)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

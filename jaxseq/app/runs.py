@@ -61,19 +61,29 @@ def start_run(args: argparse.Namespace, load_checkpoint=None, *, hosts: bool = F
     """
     if getattr(args, "resume", None) is None:
         inputs = read_inputs(from_args(args))
-        target = Path(args.out)
     else:
         checkpoint = load_checkpoint(args.resume)
         config = resumed_config(args, checkpoint.config, len(checkpoint.losses))
         check_extension(checkpoint.config, config)
         inputs = read_inputs(config, resumed=True, checkpoint=checkpoint)
-        target = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
+    target = out_directory(args)
     write = True
     if hosts:
         write = join_hosts(args)
         config = inputs.config
         check_split(config, config.batch_size or len(inputs.data.x), "sequences per step")
     return inputs, outputs.RunDir(target) if write else contextlib.nullcontext(None)
+
+
+def out_directory(args: argparse.Namespace) -> Path:
+    """Where a train command writes: --out; without it, the --resume run's own directory (the
+    extended run replaces it), else the default (runs/jaxseq). `--resume A --out B` leaves A as it was."""
+    if args.out is not None:
+        return Path(args.out)
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        return Path(resume) if Path(resume).is_dir() else Path(resume).parent
+    return Path(args.default_out)
 
 
 def check_extension(recorded: TrainConfig, config: TrainConfig) -> None:
@@ -153,6 +163,10 @@ class StopOnSignal:
         return self.signal is not None
 
 
+def signal_name(stop: StopOnSignal) -> str:
+    return signal.Signals(stop.signal).name
+
+
 def checkpoint_writer(out, save):
     """The trainers' `on_checkpoint`: `save(out, losses, *state)`, then history.csv from the same
     losses; the first one makes the run's directory --out (`RunDir.publish`)."""
@@ -208,7 +222,7 @@ def finish_train(prog: str, out, inputs: RunInputs, losses, summary: dict, predi
     status = "interrupted" if stopped else "finished"
     summary = {"status": status, "final_loss": float(losses[-1]), "steps": len(losses), **summary}
     if stopped:
-        summary |= {"signal": signal.Signals(stop.signal).name, "resume": resume_command(prog, out)}
+        summary |= {"signal": signal_name(stop), "resume": resume_command(prog, out)}
     summary["config"] = dataclasses.asdict(config)
     pred = predict(data.x, data.lengths)
     outputs.write_run(out, name=prog, losses=losses, summary=summary, data=data, pred=pred, save_weights=save_weights)

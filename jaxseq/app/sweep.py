@@ -40,6 +40,11 @@ class SweepResult:
         return np.where(bad_SxLxN.any(axis=-1), bad_SxLxN.argmax(axis=-1) + 1, 0)
 
     @property
+    def steps(self) -> int:
+        """Steps every model ran: the config's, or fewer where the sweep was stopped."""
+        return self.losses.shape[-1]
+
+    @property
     def model_steps_per_second(self) -> float:
         return self.losses.size / self.run_seconds
 
@@ -66,11 +71,13 @@ def sweep_chunk(state: TrainState, data, key, done, steps, **static):
 
 
 def sweep(
-    config: TrainConfig, seeds: list[int], lrs: list[float], batch=None, *, progress: bool = False
+    config: TrainConfig, seeds: list[int], lrs: list[float], batch=None, *, progress: bool = False, stop=None
 ) -> SweepResult:
     """Trains one model per (seed, lr) on the config's batch; model (s, l) is `train(config with
     seed s and lr l)`. A model whose loss becomes NaN or infinite diverged: its losses stay in the
-    result from there on (the others go on), and `SweepResult.diverged_at` names its step."""
+    result from there on (the others go on), and `SweepResult.diverged_at` names its step.
+    `stop()`, asked after each chunk of steps, ends the sweep there: the result then holds the
+    steps done (`SweepResult.steps` < config.steps)."""
     data, tx = prepare(config, batch)
     states, graphdef = [], None
     for seed in seeds:
@@ -90,7 +97,7 @@ def sweep(
     def on_chunk(done, chunk_losses_GxgxC, state):
         losses.append(devices.fetch(chunk_losses_GxgxC).reshape(M, -1)[:, : config.steps - done])
         shown = np.nanmedian(losses[-1][:, -1]) if np.isfinite(losses[-1][:, -1]).any() else np.nan
-        return shown, False
+        return shown, stop is not None and stop()
 
     key = devices.put(data_key(config.data_seed), replicated)
     static = static_args(config, graphdef, tx, min(config.chunk, config.steps))
@@ -100,7 +107,7 @@ def sweep(
     return SweepResult(
         seeds=list(seeds),
         lrs=list(lrs),
-        losses=np.concatenate(losses, axis=1).reshape(len(seeds), len(lrs), config.steps),
+        losses=np.concatenate(losses, axis=1).reshape(len(seeds), len(lrs), -1),
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         devices=n,
@@ -117,6 +124,8 @@ def summary(result: SweepResult, config: TrainConfig) -> dict:
             final = None if at else float(result.losses[i, j, -1])
             runs.append({"seed": seed, "lr": lr, "final_loss": final, "diverged_at_step": at or None})
     return {
+        "status": "finished" if result.steps == config.steps else "interrupted",
+        "steps": result.steps,
         "runs": runs,
         "diverged": int((result.diverged_at > 0).sum()),
         "devices": result.devices,

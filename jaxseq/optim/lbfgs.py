@@ -51,13 +51,14 @@ class ClosureOptimizer:
 
     `value_and_grad(params) -> (loss, grads)` is the objective (the closure); `loss` and `grads`
     returned are those of the step's first evaluation, at the parameters it started from (what
-    torch's `step(closure)` returns, what a training loop logs). `step` is traceable: jit it with
-    value_and_grad fixed."""
+    torch's `step(closure)` returns, what a training loop logs). A trainer that has already
+    evaluated the objective there passes `first=(loss, grads)`, and the step does not evaluate it
+    again. `step` is traceable: jit it with value_and_grad fixed."""
 
     def init(self, params):
         raise NotImplementedError
 
-    def step(self, value_and_grad, params, state):
+    def step(self, value_and_grad, params, state, first=None):
         raise NotImplementedError
 
 
@@ -134,9 +135,9 @@ class LBFGS(ClosureOptimizer):
             prev_loss=zero,
         )
 
-    def step(self, value_and_grad, params, state: LBFGSState):
+    def step(self, value_and_grad, params, state: LBFGSState, first=None):
         """One torch `LBFGS.step(closure)`: (params, state, loss, grads), loss and grads of the first
-        evaluation (ClosureOptimizer)."""
+        evaluation, `first` where given (ClosureOptimizer)."""
         flat_N, unravel = ravel_pytree(params)
         dtype = flat_N.dtype
 
@@ -144,7 +145,7 @@ class LBFGS(ClosureOptimizer):
             loss, grads = value_and_grad(unravel(x_N))
             return jnp.asarray(loss, dtype), ravel_pytree(grads)[0].astype(dtype)
 
-        loss0, grads0 = value_and_grad(params)
+        loss0, grads0 = value_and_grad(params) if first is None else first
         loss, g_N = jnp.asarray(loss0, dtype), ravel_pytree(grads0)[0].astype(dtype)
         lr = rate_now(state.rate, self.schedule, self.steps_per_epoch).astype(dtype)
         start = _Iteration(

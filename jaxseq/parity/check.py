@@ -87,14 +87,14 @@ def train_step(graphdef, tx, loss, static, state, arrays):
             new_hidden = jax.lax.stop_gradient(new_hidden)
         return loss.jax(out, targets), (out, new_rest, new_hidden)
 
-    if hasattr(tx, "step"):  # a closure optimizer (LBFGS): the loss and gradients of its first evaluation
+    if hasattr(tx, "step"):  # a closure optimizer (LBFGS), handed this first evaluation
         (value, (out, new_rest, new_hidden)), grads = jax.value_and_grad(objective, has_aux=True)(params)
 
         def value_and_grad(p):
             (v, _), g = jax.value_and_grad(objective, has_aux=True)(p)
             return v, g
 
-        params, opt_state, _, _ = tx.step(value_and_grad, params, opt_state)
+        params, opt_state, _, _ = tx.step(value_and_grad, params, opt_state, first=(value, grads))
     else:
         (value, (out, new_rest, new_hidden)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params, value=value)
