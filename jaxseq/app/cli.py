@@ -205,7 +205,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         outputs.write_summary(out, sweep.summary(result, config))
     print(sweep.table(result))
     if stop():
-        print(f"jaxseq sweep: {runs.signal_name(stop)} after {result.steps} of {config.steps} steps; wrote {out}/")
+        print(f"jaxseq sweep: {stop.name} after {result.steps} of {config.steps} steps; wrote {out}/")
         return status
     print(f"wrote {out}/")
     if (result.diverged_at > 0).all():

@@ -309,12 +309,13 @@ class Terminated(BaseException):
     """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: `with` blocks
     unwind (a half-written --out is removed, an earlier run's stays) and the command exits 143.
     A train or sweep command catches the signal itself and stops after its current chunk instead
-    (`jaxseq.app.runs.StopOnSignal`)."""
+    (`jaxseq.app.runs.StopOnSignal`). A process started with SIGTERM ignored keeps ignoring it."""
 
 
 @contextlib.contextmanager
 def terminate_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+    # only the main thread may set handlers
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return
 

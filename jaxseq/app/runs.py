@@ -130,8 +130,10 @@ def check_split(config: TrainConfig, items: int, what: str) -> None:
 
 class StopOnSignal:
     """While inside: the first SIGINT or SIGTERM asks the run to stop at the end of its current
-    chunk of steps (calling the object says whether one came; `.signal` is which); a second SIGINT
-    stops at once (KeyboardInterrupt), writing nothing more. Outside, the handlers are as before."""
+    chunk of steps (calling the object says whether one came; `.signal` is which, `.name` its name);
+    a second SIGINT stops at once (KeyboardInterrupt), writing nothing more. Outside, the handlers
+    are as before. A signal the process was started ignoring (SIGINT, for a job a script started with
+    `&`) stays ignored, as Python itself leaves it."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -140,7 +142,8 @@ class StopOnSignal:
         self.signal: int | None = None
 
     def __enter__(self) -> StopOnSignal:
-        self._before = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        caught = [s for s in self.SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+        self._before = {s: signal.signal(s, self._handle) for s in caught}
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -162,9 +165,10 @@ class StopOnSignal:
     def __call__(self) -> bool:
         return self.signal is not None
 
-
-def signal_name(stop: StopOnSignal) -> str:
-    return signal.Signals(stop.signal).name
+    @property
+    def name(self) -> str:
+        """The signal's name ("SIGINT"); only once one came."""
+        return signal.Signals(self.signal).name
 
 
 def checkpoint_writer(out, save):
@@ -222,7 +226,7 @@ def finish_train(prog: str, out, inputs: RunInputs, losses, summary: dict, predi
     status = "interrupted" if stopped else "finished"
     summary = {"status": status, "final_loss": float(losses[-1]), "steps": len(losses), **summary}
     if stopped:
-        summary |= {"signal": signal_name(stop), "resume": resume_command(prog, out)}
+        summary |= {"signal": stop.name, "resume": resume_command(prog, out)}
     summary["config"] = dataclasses.asdict(config)
     pred = predict(data.x, data.lengths)
     outputs.write_run(out, name=prog, losses=losses, summary=summary, data=data, pred=pred, save_weights=save_weights)
