@@ -37,7 +37,6 @@ import contextlib
 import copy
 import datetime
 import functools
-import importlib
 import inspect
 import math
 import os
@@ -160,14 +159,14 @@ def time_limit(seconds: float | None):
 
 def torch_peer(setup, threads: int, compiled: bool, limit: float | None):
     """(compile seconds or None, a function running n steps): torch eager or torch.compile'd."""
-    from jaxseq.parity.check import Loss, _split
+    from jaxseq.parity.check import Loss
 
     device = torch.device(setup["torch_device"])
     model = copy.deepcopy(setup["model"]).to(device)
     optimizer = fresh_optimizer(setup["optimizer"], model)
     loss = Loss(setup["loss"])
     batch = torch.utils._pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, setup["batch"])
-    inputs, targets = _split(batch, loss)
+    inputs, targets = (tuple(batch), None) if loss.own else (tuple(batch[:-1]), batch[-1])  # as check splits it
     if compiled:
         torch._dynamo.config.allow_rnn = True  # else dynamo leaves nn.LSTM/GRU/RNN to eager (a graph break)
     forward = torch.compile(model) if compiled else model
@@ -195,25 +194,20 @@ def jax_peer(setup):
     """((conversion seconds, trace and lowering seconds, XLA compile seconds), a function running n
     steps): the converted model's step as `jaxseq check` runs it, jitted with its state donated and
     only the loss out."""
-    parity = importlib.import_module("jaxseq.parity.check")  # the module (jaxseq.parity.check is also a function)
+    from jaxseq.parity import jax_training
 
     model = copy.deepcopy(setup["model"])
     optimizer = fresh_optimizer(setup["optimizer"], model)
-    loss = parity.Loss(setup["loss"])
-    inputs, targets = parity._split(setup["batch"], loss)
     start = time.perf_counter()
-    jax_model = parity._jax_side(model, None, inputs)
-    if not loss.own:
-        loss.convert(parity._example_prediction(jax_model, inputs, False), targets)
+    training = jax_training(model, setup["batch"], optimizer=optimizer, loss=setup["loss"], clip_grad_norm=setup["clip"])
     convert_seconds = time.perf_counter() - start
-    checked_step, state = parity._jax_training(model, jax_model, optimizer, None, setup["clip"], loss, None, 10**6)
-    step = checked_step.__wrapped__  # the pure step, before check's jit (which returns outputs and gradients too)
+    state = training.state
 
-    def train_step(static, state, arrays):
-        state, metrics = step(static, state, arrays)
+    def train_step(static, state, arrays):  # check's step returns outputs and gradients too: only the loss here
+        state, metrics = training.step(static, state, arrays)
         return state, metrics["loss"]
 
-    arrays, static = parity._flatten(parity._to_numpy(setup["batch"]))
+    arrays, static = training.batch(setup["batch"])
     arrays = jax.device_put(arrays)
     start = time.perf_counter()
     lowered = jax.jit(train_step, static_argnums=0, donate_argnums=1).trace(static, state, arrays).lower()

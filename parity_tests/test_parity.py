@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -324,6 +325,23 @@ def test_report_json_and_table(checked):
     assert list(data["param_diffs"]) == list(report.names)
     table = report.table()
     assert all(name in table for name in report.names) and "ok: within the float64 tolerances" in table
+
+
+def test_jax_training_is_checks_jax_side():
+    """`parity.jax_training` hands out the step `check` trains (to time it, as benchmarks/zoo.py does,
+    or to go on in JAX): the char-LM example's first 5 steps on it give check's JAX losses bit for bit."""
+    steps = 5
+    report = parity.check(**example("char_lm")(), steps=steps)
+    setup = example("char_lm")()
+    batches = setup.pop("batches")
+    training = parity.jax_training(**setup, batch=batches[0], steps=steps)
+    step, state, losses = jax.jit(training.step, static_argnums=0), training.state, []
+    with jax.default_matmul_precision("highest"):  # as check runs it
+        for batch in batches[:steps]:
+            arrays, static = training.batch(batch)
+            state, metrics = step(static, state, arrays)
+            losses.append(float(metrics["loss"]))
+    assert losses == report.jax_losses.tolist()
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

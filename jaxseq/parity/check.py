@@ -29,11 +29,12 @@ each step calls `output, hidden = model(*inputs, hidden)`, takes the loss on `ou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -274,32 +275,24 @@ def check(
       OptionError for arguments that cannot work (with the reason), ConversionError for a model,
       loss, optimizer or scheduler that does not convert (naming every op, the line, or the key).
     """
-    from jaxseq.nn.model import enable_dtype
-
     named = _check_arguments(model, optimizer, jax_model)
     loss = Loss(loss)
-    dtype = _dtype_of(model)
-    enable_dtype(jnp.dtype(dtype))
     schedule, steps = _schedule(batches, steps, loss)
-    inputs, targets = _split(_to_torch(schedule[0], _device(model)), loss)
-    example_inputs = inputs if hidden is None else (*inputs, hidden)
-    jax_model = _jax_side(model, jax_model, example_inputs)
-    if not loss.own:
-        loss.convert(_example_prediction(jax_model, example_inputs, hidden is not None), targets)
+    jax_side = _jax_training(model, jax_model, schedule[0], optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
+    jax_model = jax_side.model
     # the torch names of what is compared after every step: parameters, then floating buffers
     buffers = [k for k, t in model.state_dict().items() if t.is_floating_point() and k not in named]
     names = (*named, *buffers)
     trained = {name for name in named if isinstance(variable_at(jax_model, name), nnx.Param)}
     run = _train_both(
-        model, jax_model, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden,
-        progress,
+        model, jax_side, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden, progress
     )
     state_dict = model.state_dict()
     return ParityReport(
         model=type(model).__name__,
         setup=_describe(optimizer, scheduler, clip_grad_norm, loss, hidden),
-        dtype=dtype,
-        tolerances=TOLERANCES[dtype],
+        dtype=_dtype_of(model),
+        tolerances=TOLERANCES[_dtype_of(model)],
         names=names,
         parameters=len(named),
         untrained=tuple(name for name in named if name not in trained),
@@ -347,7 +340,76 @@ def _check_arguments(model, optimizer, jax_model) -> dict:
     return dict(model.named_parameters())
 
 
-def _jax_side(model, jax_model, inputs):
+@dataclasses.dataclass(frozen=True)
+class JaxTraining:
+    """The JAX side of a check before its first step (`jax_training`).
+
+    model: the converted model (or the given `jax_model`), holding the torch model's weights.
+    loss: the check's loss, converted.
+    step: `train_step` with the model's graph, the optimizer and the loss bound; pure, not jitted:
+      `step(static, state, arrays) -> (state, metrics)`; jit it with static_argnums=0.
+    state: the first state (params, other variables, optimizer state, hidden).
+    """
+
+    model: nnx.Module
+    loss: Loss
+    step: Callable
+    state: tuple
+
+    @staticmethod
+    def batch(batch) -> tuple[list, tuple]:
+        """(arrays, static) of a batch tuple (torch tensors or arrays): `step`'s last and first arguments."""
+        return _flatten(_to_numpy(batch))
+
+
+def jax_training(
+    model,
+    batch,
+    *,
+    optimizer,
+    loss=None,
+    scheduler=None,
+    clip_grad_norm: float | None = None,
+    jax_model: nnx.Module | None = None,
+    hidden=None,
+    steps: int = DEFAULT_STEPS,
+) -> JaxTraining:
+    """What `check(model, batch, ...)` trains on the JAX side, before its first step: to time that
+    step (benchmarks/zoo.py) or to go on training in JAX. Arguments as `check`'s; `batch` is one
+    batch tuple (it sets the shapes the model is converted at); `steps` how far a schedule evaluated
+    on the host is tabulated. The optimizer's state is read now: call it before torch steps."""
+    _check_arguments(model, optimizer, jax_model)
+    return _jax_training(model, jax_model, tuple(batch), optimizer, scheduler, clip_grad_norm, Loss(loss), hidden, steps)
+
+
+def _jax_training(model, jax_model, batch, optimizer, scheduler, clip_grad_norm, loss, hidden, steps) -> JaxTraining:
+    from jaxseq import optim
+    from jaxseq.nn.model import enable_dtype
+
+    enable_dtype(jnp.dtype(_dtype_of(model)))
+    inputs, targets = _split(_to_torch(batch, _device(model)), loss)
+    example_inputs = inputs if hidden is None else (*inputs, hidden)
+    jax_model = _jax_model(model, jax_model, example_inputs)
+    if not loss.own:
+        loss.convert(_example_prediction(jax_model, example_inputs, hidden is not None), targets)
+
+    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    groups = optimizer.param_groups
+    in_groups = {id(p) for g in groups for p in g["params"] if p.requires_grad}
+    names_needed = len(groups) > 1 or in_groups != {id(p) for p in named.values()} or bool(optimizer.state)
+    tx_model = model if names_needed else None
+    # epochs: how far a host-evaluated schedule (LambdaLR's function) is tabulated
+    tx = optim.from_torch(optimizer, scheduler, model=tx_model, clip_grad_norm=clip_grad_norm, epochs=steps + 1)
+    if not hasattr(tx, "step"):
+        tx = optax.with_extra_args_support(tx)
+    graphdef, params, rest = nnx.split(jax_model, nnx.Param, ...)
+    opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model, epochs=steps + 1)
+    carried = None if hidden is None else jax.tree.map(as_jax, hidden)
+    step = functools.partial(train_step, graphdef, tx, loss)
+    return JaxTraining(model=jax_model, loss=loss, step=step, state=(params, rest, opt_state, carried))
+
+
+def _jax_model(model, jax_model, inputs):
     """`jax_model` holding the torch model's weights (converted with `jaxseq.from_torch` on the
     first batch's inputs when None), in its mode; refuses training-mode dropout."""
     from jaxseq.nn import set_training
@@ -368,40 +430,19 @@ def _jax_side(model, jax_model, inputs):
     return jax_model
 
 
-def _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden, steps: int):
-    """(the jitted JAX step, its state (params, other variables, optimizer state, hidden)): the
-    optimizer converted from the torch one, before torch takes a step."""
-    from jaxseq import optim
-
-    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    groups = optimizer.param_groups
-    in_groups = {id(p) for g in groups for p in g["params"] if p.requires_grad}
-    names_needed = len(groups) > 1 or in_groups != {id(p) for p in named.values()} or bool(optimizer.state)
-    tx_model = model if names_needed else None
-    # epochs: how far a host-evaluated schedule (LambdaLR's function) is tabulated
-    tx = optim.from_torch(optimizer, scheduler, model=tx_model, clip_grad_norm=clip_grad_norm, epochs=steps + 1)
-    if not hasattr(tx, "step"):
-        tx = optax.with_extra_args_support(tx)
-    graphdef, params, rest = nnx.split(jax_model, nnx.Param, ...)
-    opt_state = optim.state_from_torch(optimizer, scheduler, params=params, model=tx_model, epochs=steps + 1)
-    step_fn = jax.jit(functools.partial(train_step, graphdef, tx, loss), static_argnums=0)
-    carried = None if hidden is None else jax.tree.map(as_jax, hidden)
-    return step_fn, (params, rest, opt_state, carried)
-
-
 def _train_both(
-    model, jax_model, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden, progress
+    model, jax_side, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden, progress
 ) -> dict:
     """Both trainings, step by step, and the differences after each: the ParityReport's run fields."""
     import tqdm
 
     device = _device(model)
     torch_batches = [_to_torch(b, device) for b in schedule]
-    numpy_batches = [_flatten(_to_numpy(b)) for b in schedule]
-    where = _paths(jax_model, names)
+    numpy_batches = [JaxTraining.batch(b) for b in schedule]
+    where = _paths(jax_side.model, names)
     named = dict(model.named_parameters())
 
-    step_fn, state = _jax_training(model, jax_model, optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
+    step_fn, state = jax.jit(jax_side.step, static_argnums=0), jax_side.state
     t_hidden = hidden
 
     torch_losses, jax_losses, diffs = [], [], []
@@ -445,7 +486,7 @@ def _train_both(
             diffs.append(_tensor_diffs(model, state, names, where))
             bar.update(1)
 
-    nnx.update(jax_model, state[0], state[1])
+    nnx.update(jax_side.model, state[0], state[1])
     jax_seconds, compiled = np.array(jax_seconds), np.array(compiled)
     return dict(
         output_diffs=output_diffs,
