@@ -329,18 +329,27 @@ def test_report_json_and_table(checked):
 
 def test_jax_training_is_checks_jax_side():
     """`parity.jax_training` hands out the step `check` trains (to time it, as benchmarks/zoo.py does,
-    or to go on in JAX): the char-LM example's first 5 steps on it give check's JAX losses bit for bit."""
-    steps = 5
-    report = parity.check(**example("char_lm")(), steps=steps)
-    setup = example("char_lm")()
-    batches = setup.pop("batches")
-    training = parity.jax_training(**setup, batch=batches[0], steps=steps)
+    or to go on in JAX): 5 steps on it give check's JAX losses bit for bit (AdamW, a cosine
+    schedule and clipping, on 5 different batches)."""
+    steps, rng = 5, np.random.default_rng(0)
+    batches = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(steps)]
+
+    def setup():
+        torch.manual_seed(0)
+        model = tnn.Sequential(tnn.Linear(3, 16), tnn.Tanh(), tnn.Linear(16, 1)).double()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return dict(model=model, optimizer=optimizer, scheduler=scheduler, loss="mse", clip_grad_norm=0.5)
+
+    report = parity.check(**setup(), batches=batches, steps=steps)
+    training = parity.jax_training(**setup(), batch=batches[0], steps=steps)
     step, state, losses = jax.jit(training.step, static_argnums=0), training.state, []
     with jax.default_matmul_precision("highest"):  # as check runs it
-        for batch in batches[:steps]:
+        for batch in batches:
             arrays, static = training.batch(batch)
             state, metrics = step(static, state, arrays)
             losses.append(float(metrics["loss"]))
+    assert report.ok and np.ptp(losses) > 0
     assert losses == report.jax_losses.tolist()
 
 
