@@ -55,7 +55,9 @@ def programs(name: str, dtype: torch.dtype, batch: int | None):
     setup = zoo.load(name, module, function, dtype, batch)
     model = copy.deepcopy(setup["model"])
     optimizer = zoo.fresh_optimizer(setup["optimizer"], model)
-    training = jax_training(model, setup["batch"], optimizer=optimizer, loss=setup["loss"], clip_grad_norm=setup["clip"])
+    training = jax_training(
+        model, setup["batch"], optimizer=optimizer, loss=setup["loss"], clip_grad_norm=setup["clip"]
+    )
 
     def train_step(static, state, arrays):
         state, metrics = training.step(static, state, arrays)
@@ -109,7 +111,11 @@ def row_line(name, dtype, batch, result) -> str:
 
 HEADER = (
     "| model | dtype | batch | default compile s | default ms/step | "
-    + " | ".join(f"{o} compile s | {o} ms/step | {o} step time vs default | {o} same first loss" for o in OPTIONS if o != "default")
+    + " | ".join(
+        f"{o} compile s | {o} ms/step | {o} step time vs default | {o} same first loss"
+        for o in OPTIONS
+        if o != "default"
+    )
     + " |"
 )
 

@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import functools
 import inspect
 import math
 import os
@@ -47,7 +46,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +197,9 @@ def jax_peer(setup):
     model = copy.deepcopy(setup["model"])
     optimizer = fresh_optimizer(setup["optimizer"], model)
     start = time.perf_counter()
-    training = jax_training(model, setup["batch"], optimizer=optimizer, loss=setup["loss"], clip_grad_norm=setup["clip"])
+    training = jax_training(
+        model, setup["batch"], optimizer=optimizer, loss=setup["loss"], clip_grad_norm=setup["clip"]
+    )
     convert_seconds = time.perf_counter() - start
     state = training.state
 

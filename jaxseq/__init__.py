@@ -19,6 +19,7 @@ _EXPORTS = {
     "GRU": "jaxseq.nn.recurrent",
     "RNN": "jaxseq.nn.recurrent",
     "Linear": "jaxseq.nn.layers",
+    "pad_to_bucket": "jaxseq.nn.buckets",
     "nn": "jaxseq.nn",
     "port": "jaxseq.port",
     "optim": "jaxseq.optim",

@@ -196,8 +196,9 @@ def test_a_run_started_ignoring_sigint_keeps_ignoring_it(tmp_path):
     does, and stops on SIGTERM: SIGINT, then SIGTERM, ends it as SIGTERM (it records the first
     signal it heeds)."""
     out = tmp_path / "run"
-    args = ["train", "--steps", "1000000", "--hidden", "4", "--checkpoint-every", "20", "--no-progress", "--out", str(out)]
-    proc = spawn("jaxseq.app.cli", *args, sigint="SIG_IGN", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = ["train", "--steps", "1000000", "--hidden", "4", "--checkpoint-every", "20", "--no-progress"]
+    proc = spawn("jaxseq.app.cli", *args, "--out", str(out), sigint="SIG_IGN",
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert wait_for(out / "checkpoint.npz", proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGTERM)

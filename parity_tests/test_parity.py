@@ -33,7 +33,6 @@ from parity_tests.helpers import (
     TRAJECTORY_LOSS_RTOL,
     TRAJECTORY_PARAM_ATOL,
     assert_close,
-    assert_one_line_error,
     exit_code,
 )
 

@@ -7,11 +7,14 @@ in torch's layouts, so a state_dict moves in and out by key with nothing transpo
   lengths), built on `kernels`.
 - `kernels`: one direction of one LSTM or GRU layer over a whole sequence, with a hand-written
   backward pass.
+- `buckets`: `pad_to_bucket`, a batch padded to one of a few lengths, so that varying lengths
+  compile once per bucket (exact for recurrent layers given the lengths).
 - `model`: the seed question's model (a recurrent layer and a linear head) and its `Architecture`.
 
 The lowest layer of jaxseq: it imports nothing of the rest (see docs/architecture.md).
 """
 
+from jaxseq.nn.buckets import bucket_length, pad_to_bucket
 from jaxseq.nn.layers import (
     GELU,
     BatchNorm1d,
@@ -53,5 +56,5 @@ __all__ = [
     "Flatten", "Identity", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "Model", "Module", "ModuleDict",
     "ModuleList", "RNNBase", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "conv1d", "dropout",
     "embedding", "enable_dtype", "flatten", "gelu", "layer_norm", "leaky_relu", "set_training", "softmax_dim",
-    "torch_uniform",
+    "torch_uniform", "bucket_length", "pad_to_bucket",
 ]

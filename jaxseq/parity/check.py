@@ -379,7 +379,8 @@ def jax_training(
     batch tuple (it sets the shapes the model is converted at); `steps` how far a schedule evaluated
     on the host is tabulated. The optimizer's state is read now: call it before torch steps."""
     _check_arguments(model, optimizer, jax_model)
-    return _jax_training(model, jax_model, tuple(batch), optimizer, scheduler, clip_grad_norm, Loss(loss), hidden, steps)
+    loss = Loss(loss)
+    return _jax_training(model, jax_model, tuple(batch), optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
 
 
 def _jax_training(model, jax_model, batch, optimizer, scheduler, clip_grad_norm, loss, hidden, steps) -> JaxTraining:
