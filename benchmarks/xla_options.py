@@ -63,7 +63,7 @@ def programs(name: str, dtype: torch.dtype, batch: int | None):
         state, metrics = training.step(static, state, arrays)
         return state, metrics["loss"]
 
-    arrays, static = training.batch(setup["batch"])
+    arrays, static = training.arrays_of(setup["batch"])
     arrays = jax.device_put(arrays)
     lowered = jax.jit(train_step, static_argnums=0).trace(static, training.state, arrays).lower()
     compiled = {}

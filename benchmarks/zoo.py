@@ -164,7 +164,7 @@ def torch_peer(setup, threads: int, compiled: bool, limit: float | None):
     optimizer = fresh_optimizer(setup["optimizer"], model)
     loss = Loss(setup["loss"])
     batch = torch.utils._pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, setup["batch"])
-    inputs, targets = (tuple(batch), None) if loss.own else (tuple(batch[:-1]), batch[-1])  # as check splits it
+    inputs, targets = loss.split(batch)
     if compiled:
         torch._dynamo.config.allow_rnn = True  # else dynamo leaves nn.LSTM/GRU/RNN to eager (a graph break)
     forward = torch.compile(model) if compiled else model
@@ -207,7 +207,7 @@ def jax_peer(setup):
         state, metrics = training.step(static, state, arrays)
         return state, metrics["loss"]
 
-    arrays, static = training.batch(setup["batch"])
+    arrays, static = training.arrays_of(setup["batch"])
     arrays = jax.device_put(arrays)
     start = time.perf_counter()
     lowered = jax.jit(train_step, static_argnums=0, donate_argnums=1).trace(static, state, arrays).lower()

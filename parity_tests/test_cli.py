@@ -1,6 +1,7 @@
 """The command line: what `jaxseq train` and `torchseq train` write, and how they refuse bad input."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -14,6 +15,8 @@ import torch
 
 import jaxseq
 from jaxseq.app import cli as jaxseq_cli
+from jaxseq.app import runs
+from jaxseq.app.options import terminate_as_interrupt
 from jaxseq.app.outputs import read_history
 from parity_tests.helpers import assert_one_line_error
 from torchseq import cli as torchseq_cli
@@ -205,6 +208,22 @@ def test_a_run_started_ignoring_sigint_keeps_ignoring_it(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
     assert json.loads((out / "summary.json").read_text())["signal"] == "SIGTERM"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_ignored_signal_stays_ignored(signum):
+    """In process: with the signal ignored before (`&`, `trap '' TERM`), the commands' handlers
+    (`terminate_as_interrupt`, `StopOnSignal`) leave it ignored, and it arriving changes nothing."""
+    before = signal.signal(signum, signal.SIG_IGN)
+    try:
+        with terminate_as_interrupt(), runs.StopOnSignal("test") as stop:
+            assert signal.getsignal(signum) is signal.SIG_IGN
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+            assert not stop()
+        assert signal.getsignal(signum) is signal.SIG_IGN
+    finally:
+        signal.signal(signum, before)
 
 
 def started(proc, marker: str, seconds=240) -> bool:

@@ -345,7 +345,7 @@ def test_jax_training_is_checks_jax_side():
     step, state, losses = jax.jit(training.step, static_argnums=0), training.state, []
     with jax.default_matmul_precision("highest"):  # as check runs it
         for batch in batches:
-            arrays, static = training.batch(batch)
+            arrays, static = training.arrays_of(batch)
             state, metrics = step(static, state, arrays)
             losses.append(float(metrics["loss"]))
     assert report.ok and np.ptp(losses) > 0

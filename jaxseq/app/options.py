@@ -314,7 +314,7 @@ class Terminated(BaseException):
 
 @contextlib.contextmanager
 def terminate_as_interrupt():
-    # only the main thread may set handlers
+    # only the main thread may set handlers; an ignored SIGTERM stays ignored
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return

@@ -52,9 +52,9 @@ from jaxseq.nn.model import Architecture, Model, enable_dtype
 from jaxseq.nn.recurrent import GRU, LSTM, RNN, RNNBase
 
 __all__ = [
-    "GELU", "GRU", "LSTM", "RNN", "Architecture", "BatchNorm1d", "Buffer", "Conv1d", "Dropout", "Embedding",
-    "Flatten", "Identity", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "Model", "Module", "ModuleDict",
-    "ModuleList", "RNNBase", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "conv1d", "dropout",
-    "embedding", "enable_dtype", "flatten", "gelu", "layer_norm", "leaky_relu", "set_training", "softmax_dim",
-    "torch_uniform", "bucket_length", "pad_to_bucket",
+    "Architecture", "BatchNorm1d", "Buffer", "Conv1d", "Dropout", "Embedding", "Flatten", "GELU", "GRU", "Identity",
+    "LSTM", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "Model", "Module", "ModuleDict", "ModuleList", "RNN",
+    "RNNBase", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "bucket_length", "conv1d", "dropout",
+    "embedding", "enable_dtype", "flatten", "gelu", "layer_norm", "leaky_relu", "pad_to_bucket", "set_training",
+    "softmax_dim", "torch_uniform",
 ]

@@ -40,4 +40,7 @@ def pad_to_bucket(x, buckets, *, axis: int = 0, lengths=None):
     widths = [(0, 0)] * x.ndim
     widths[axis] = (0, bucket_length(T, buckets) - T)
     lengths = np.full(B, T, dtype=np.int64) if lengths is None else np.asarray(lengths)
+    integers = lengths.shape == (B,) and np.issubdtype(lengths.dtype, np.integer)
+    if not integers or not ((lengths >= 1) & (lengths <= T)).all():  # past T: the padding read, not exact
+        raise ValueError(f"lengths must be {B} integers in [1, {T}] (the batch before padding); got {lengths.tolist()}")
     return np.pad(x, widths), lengths

@@ -76,7 +76,7 @@ def train_step(graphdef, tx, loss, static, state, arrays):
     A closure optimizer (LBFGS) evaluates the objective several times inside its step.
     """
     params, rest, opt_state, hidden = state
-    inputs, targets = _split(_unflatten(static, arrays), loss)
+    inputs, targets = loss.split(_unflatten(static, arrays))
 
     def objective(params):
         model = nnx.merge(graphdef, params, rest, copy=True)  # new variables, mutable in this trace
@@ -117,11 +117,6 @@ def _unflatten(static, arrays):
     fixed = dict(others)
     it = iter(arrays)
     return jax.tree.unflatten(treedef, [fixed[i] if i in fixed else next(it) for i in range(n)])
-
-
-def _split(batch, loss):
-    """(inputs, targets): with a loss, the batch's last element is the targets; without, none."""
-    return (tuple(batch), None) if loss.own else (tuple(batch[:-1]), batch[-1])
 
 
 class Loss:
@@ -184,6 +179,10 @@ class Loss:
 
     def torch(self, out, targets):
         return _own_loss(out) if self.own else self.torch_fn(_prediction(out), targets)
+
+    def split(self, batch) -> tuple[tuple, object]:
+        """(inputs, targets): with a loss, the batch's last element is the targets; without, none."""
+        return (tuple(batch), None) if self.own else (tuple(batch[:-1]), batch[-1])
 
 
 def _describe_callable(fn) -> str:
@@ -287,12 +286,12 @@ def check(
     run = _train_both(
         model, jax_side, schedule, steps, optimizer, scheduler, clip_grad_norm, loss, names, trained, hidden, progress
     )
-    state_dict = model.state_dict()
+    state_dict, dtype = model.state_dict(), _dtype_of(model)
     return ParityReport(
         model=type(model).__name__,
         setup=_describe(optimizer, scheduler, clip_grad_norm, loss, hidden),
-        dtype=_dtype_of(model),
-        tolerances=TOLERANCES[_dtype_of(model)],
+        dtype=dtype,
+        tolerances=TOLERANCES[dtype],
         names=names,
         parameters=len(named),
         untrained=tuple(name for name in named if name not in trained),
@@ -347,7 +346,9 @@ class JaxTraining:
     model: the converted model (or the given `jax_model`), holding the torch model's weights.
     loss: the check's loss, converted.
     step: `train_step` with the model's graph, the optimizer and the loss bound; pure, not jitted:
-      `step(static, state, arrays) -> (state, metrics)`; jit it with static_argnums=0.
+      `step(static, state, arrays) -> (state, metrics)`; jit it with static_argnums=0. `check`
+      runs it under `jax.default_matmul_precision("highest")` (float32 matmuls in full precision,
+      as torch's): do the same to get its numbers on a GPU or TPU.
     state: the first state (params, other variables, optimizer state, hidden).
     """
 
@@ -357,7 +358,7 @@ class JaxTraining:
     state: tuple
 
     @staticmethod
-    def batch(batch) -> tuple[list, tuple]:
+    def arrays_of(batch) -> tuple[list, tuple]:
         """(arrays, static) of a batch tuple (torch tensors or arrays): `step`'s last and first arguments."""
         return _flatten(_to_numpy(batch))
 
@@ -376,11 +377,13 @@ def jax_training(
 ) -> JaxTraining:
     """What `check(model, batch, ...)` trains on the JAX side, before its first step: to time that
     step (benchmarks/zoo.py) or to go on training in JAX. Arguments as `check`'s; `batch` is one
-    batch tuple (it sets the shapes the model is converted at); `steps` how far a schedule evaluated
-    on the host is tabulated. The optimizer's state is read now: call it before torch steps."""
+    batch tuple, or check's `batches` (the first one sets the shapes the model is converted at);
+    `steps` how far a schedule evaluated on the host is tabulated. The optimizer's state is read
+    now: call it before torch steps."""
     _check_arguments(model, optimizer, jax_model)
     loss = Loss(loss)
-    return _jax_training(model, jax_model, tuple(batch), optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
+    schedule, steps = _schedule(batch, steps, loss)  # the batch checked as check checks its batches
+    return _jax_training(model, jax_model, schedule[0], optimizer, scheduler, clip_grad_norm, loss, hidden, steps)
 
 
 def _jax_training(model, jax_model, batch, optimizer, scheduler, clip_grad_norm, loss, hidden, steps) -> JaxTraining:
@@ -388,7 +391,7 @@ def _jax_training(model, jax_model, batch, optimizer, scheduler, clip_grad_norm,
     from jaxseq.nn.model import enable_dtype
 
     enable_dtype(jnp.dtype(_dtype_of(model)))
-    inputs, targets = _split(_to_torch(batch, _device(model)), loss)
+    inputs, targets = loss.split(_to_torch(batch, _device(model)))
     example_inputs = inputs if hidden is None else (*inputs, hidden)
     jax_model = _jax_model(model, jax_model, example_inputs)
     if not loss.own:
@@ -439,7 +442,7 @@ def _train_both(
 
     device = _device(model)
     torch_batches = [_to_torch(b, device) for b in schedule]
-    numpy_batches = [JaxTraining.batch(b) for b in schedule]
+    numpy_batches = [JaxTraining.arrays_of(b) for b in schedule]
     where = _paths(jax_side.model, names)
     named = dict(model.named_parameters())
 
@@ -515,7 +518,7 @@ def _torch_step(model, optimizer, scheduler, clip_grad_norm, loss, batch, hidden
     is the forward's new hidden state, detached."""
     import torch
 
-    inputs, targets = _split(batch, loss)
+    inputs, targets = loss.split(batch)
     state = {}
 
     def closure():
