@@ -12,6 +12,12 @@ import os
 import jax
 import numpy as np
 
+from jaxseq.app import cli as jaxseq_cli
+from torchseq import cli as torchseq_cli
+
+# The two command lines' `main(argv)`, what their console scripts call.
+MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
+
 PLATFORM = jax.default_backend()  # "cpu", "gpu" or "tpu": where jaxseq runs in these tests
 
 # Forward pass (output, h_n, c_n), absolute, for values of order 1.

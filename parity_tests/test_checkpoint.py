@@ -20,12 +20,11 @@ from jaxseq.app.config import TrainConfig
 from jaxseq.app.outputs import read_history
 from jaxseq.app.training import init_model
 from jaxseq.port.weights import save_weights
-from parity_tests.helpers import assert_one_line_error
+from parity_tests.helpers import MAINS, assert_one_line_error
 from torchseq import cli as torchseq_cli
 
 torchseq_train = importlib.import_module("torchseq.train")  # the module (`torchseq.train` is the function)
 
-MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
 FILES = {"jaxseq": checkpoint.FILE, "torchseq": torchseq_train.CHECKPOINT}
 
 

@@ -18,11 +18,10 @@ from jaxseq.app import cli as jaxseq_cli
 from jaxseq.app import runs
 from jaxseq.app.options import terminate_as_interrupt
 from jaxseq.app.outputs import read_history
-from parity_tests.helpers import assert_one_line_error
+from parity_tests.helpers import MAINS, assert_one_line_error
 from torchseq import cli as torchseq_cli
 
 RUN_FILES = {"jaxseq": "weights.safetensors", "torchseq": "model.pt"}
-MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
 CLI_MODULES = {"jaxseq": "jaxseq.app.cli", "torchseq": "torchseq.cli"}
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from mktestdocs import grab_code_blocks
 
+from parity_tests.helpers import MAINS
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 STEPS = 5
@@ -78,14 +80,10 @@ def _commands(block: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("page,block", list(blocks("bash")))
 def test_shell_block_runs(page, block, workdir):
-    from jaxseq.app.cli import main as jaxseq_main
-    from torchseq.cli import main as torchseq_main
-
-    mains = {"jaxseq": jaxseq_main, "torchseq": torchseq_main}
     for name, text in _files_before(page, block).items():
         (workdir / name).write_text(text)
     for words in _commands(block):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = mains[words[0]](words[1:])
+            code = MAINS[words[0]](words[1:])
         assert code == 0, f"{page.name}: `{shlex.join(words)}` exited {code}:\n{err.getvalue()[-3000:]}"

@@ -8,10 +8,8 @@ import torch
 
 from jaxseq.app import cli as jaxseq_cli
 from jaxseq.port.weights import read_weights_file
-from parity_tests.helpers import FORWARD_ATOL, assert_close
-from torchseq import cli as torchseq_cli
+from parity_tests.helpers import FORWARD_ATOL, MAINS, assert_close
 
-MAINS = {"jaxseq": jaxseq_cli.main, "torchseq": torchseq_cli.main}
 QUICK = ["--steps", "40", "--hidden", "12", "--no-progress"]
 
 

@@ -197,16 +197,15 @@ def sweep_command(args: argparse.Namespace) -> int:
     seeds = list(range(config.seed, config.seed + args.seeds))
     with runs.StopOnSignal("jaxseq sweep") as stop:
         result = sweep.sweep(config, seeds, lrs, inputs.data, progress=args.progress, stop=stop)
-    status = 128 + stop.signal if stop() else 0
     if not write:
-        return status
+        return stop.exit_status
     with out_dir as out:
         sweep.plot(out / "sweep.png", result)
         outputs.write_summary(out, sweep.summary(result, config))
     print(sweep.table(result))
     if stop():
         print(f"jaxseq sweep: {stop.name} after {result.steps} of {config.steps} steps; wrote {out}/")
-        return status
+        return stop.exit_status
     print(f"wrote {out}/")
     if (result.diverged_at > 0).all():
         raise Diverged(f"every one of the {result.diverged_at.size} models diverged (see {out}/summary.json)")

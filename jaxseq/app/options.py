@@ -297,9 +297,9 @@ def run_main(prog: str, description: str, commands: dict, argv=None) -> int:
         with terminate_as_interrupt():
             return commands[args.command][2](args) or 0
     except (KeyboardInterrupt, Terminated) as e:
-        name = "SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        name, signum = ("SIGTERM", signal.SIGTERM) if isinstance(e, Terminated) else ("interrupted", signal.SIGINT)
         print(f"{where}: {name}; nothing more written", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+        return 128 + signum
     except UserError as e:
         print(f"{where}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return e.exit_code

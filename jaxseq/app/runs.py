@@ -170,6 +170,11 @@ class StopOnSignal:
         """The signal's name ("SIGINT"); only once one came."""
         return signal.Signals(self.signal).name
 
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal once one came (130 for SIGINT, 143 for SIGTERM), else 0."""
+        return 0 if self.signal is None else 128 + self.signal
+
 
 def checkpoint_writer(out, save):
     """The trainers' `on_checkpoint`: `save(out, losses, *state)`, then history.csv from the same
@@ -234,7 +239,7 @@ def finish_train(prog: str, out, inputs: RunInputs, losses, summary: dict, predi
         where = f"after {len(losses)} of {config.steps} steps, loss {losses[-1]:.3e}"
         print(f"{prog}: {summary['signal']} {where}; wrote {out}/")
         print(f"continue it with: {resume_command(prog, out)}")
-        return 128 + stop.signal
+        return stop.exit_status
     if summary.get("steps_run", config.steps) == 0:
         speed = "already finished: no step to run"
     else:
@@ -261,7 +266,7 @@ INITIALISATION = {
 
 def exit_status(losses, config: TrainConfig, stop: StopOnSignal) -> int:
     """A run's exit status where it writes nothing (a multi-host run's other processes): as `finish_train`'s."""
-    return 128 + stop.signal if len(losses) < config.steps else 0
+    return stop.exit_status if len(losses) < config.steps else 0
 
 
 def predict_inputs(args: argparse.Namespace, dtype: str, input_size: int):
